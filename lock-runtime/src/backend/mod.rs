@@ -1,0 +1,95 @@
+//! Where locks live: the backend trait and its implementations.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::LockError;
+use crate::key::LockKeys;
+
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+mod channels;
+pub(crate) use channels::{Channels, ReleaseWatch};
+
+/// A boxed, `Send` future: what the object-safe [`Backend`] methods return.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The outcome of one acquire attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The lock is ours; `fence` is the fencing token when one was asked for.
+    Acquired { fence: Option<u64> },
+    /// Another owner holds it; `remaining` is its TTL (`None` when the key has no expiry).
+    Busy { remaining: Option<Duration> },
+}
+
+/// What an inspection of a lock key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Remaining {
+    /// No such key: the lock is free.
+    Free,
+    /// Held, expiring after this long.
+    Expires(Duration),
+    /// Held by a key with no expiry (not written by this crate).
+    Forever,
+}
+
+/// How [`Backend::extend`] changes the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExtendMode {
+    /// Expire exactly this long from now (renewal, `min_hold`).
+    Set,
+    /// Add this much to the remaining time (`LockGuard::extend`).
+    Add,
+}
+
+/// A place where locks live. Every method checks ownership by token; none touches
+/// another owner's lock.
+pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// One atomic attempt: set the key to `token` with `ttl` if absent (and INCR the
+    /// fencing counter when `fencing`), or report the holder's remaining TTL.
+    fn acquire<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+        ttl: Duration,
+        fencing: bool,
+    ) -> BoxFuture<'a, Result<Attempt, LockError>>;
+
+    /// Deletes the key if `token` owns it and wakes the waiters; `false` if it did not own it.
+    fn release<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LockError>>;
+
+    /// Changes the expiry if `token` owns the key; returns the new remaining time, or
+    /// `None` when it did not own it.
+    fn extend<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+        by: Duration,
+        mode: ExtendMode,
+    ) -> BoxFuture<'a, Result<Option<Duration>, LockError>>;
+
+    /// The lock's current owner token, if any.
+    fn holder<'a>(&'a self, keys: &'a LockKeys)
+    -> BoxFuture<'a, Result<Option<String>, LockError>>;
+
+    /// How long the lock stays held, without holding it.
+    fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>>;
+
+    /// Subscribes to the lock's releases. When this returns, every release from then on
+    /// is seen by the watch (so a caller retries *after* subscribing and loses no wake-up).
+    fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>>;
+
+    /// Checks that the backend answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), LockError>>;
+
+    /// Whether fencing tokens from this backend grow strictly per lock.
+    fn supports_fencing(&self) -> bool;
+}

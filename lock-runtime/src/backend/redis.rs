@@ -1,0 +1,367 @@
+//! One Redis server: scripts over a multiplexed, reconnecting connection, and one shared
+//! pub/sub connection for release notifications.
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use redis::{RedisError, Script};
+use tokio::sync::{Mutex, OnceCell};
+
+use super::channels::Leave;
+use super::{Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining};
+use crate::LockError;
+use crate::key::LockKeys;
+
+static ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+
+/// Timeouts of the Redis backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Bound on establishing a connection.
+    pub(crate) connect: Duration,
+    /// Bound on one command's round trip.
+    pub(crate) command: Duration,
+}
+
+/// Locks on one Redis server.
+#[derive(Debug)]
+pub(crate) struct RedisBackend {
+    client: redis::Client,
+    server: String,
+    timeouts: Timeouts,
+    connection: OnceCell<ConnectionManager>,
+    hub: Arc<PubSubHub>,
+}
+
+impl RedisBackend {
+    /// Does not connect: the first command does.
+    pub(crate) fn new(client: redis::Client, timeouts: Timeouts) -> Self {
+        let server = client.get_connection_info().addr().to_string();
+        Self {
+            hub: Arc::new(PubSubHub {
+                client: client.clone(),
+                server: server.clone(),
+                timeouts,
+                live: Mutex::new(None),
+            }),
+            client,
+            server,
+            timeouts,
+            connection: OnceCell::new(),
+        }
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, LockError> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeouts.connect))
+                    .set_response_timeout(Some(self.timeouts.command))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(self.timeouts.connect);
+                let connect = ConnectionManager::new_with_config(self.client.clone(), config);
+                bounded(self.timeouts.connect, connect)
+                    .await
+                    .map_err(|source| self.connect_error(source))
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+
+    fn connect_error(&self, source: RedisError) -> LockError {
+        LockError::Connect {
+            server: self.server.clone(),
+            source,
+        }
+    }
+
+    /// Runs `script` on the lock's key with the command timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        keys: &LockKeys,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, LockError> {
+        let mut connection = self.connection().await?;
+        bounded(
+            self.timeouts.command,
+            invocation.invoke_async(&mut connection),
+        )
+        .await
+        .map_err(|source| backend_error(keys, source))
+    }
+}
+
+impl RedisBackend {
+    /// Sends one command with the command timeout; `on_error` names what failed.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        command: redis::Cmd,
+        on_error: impl FnOnce(RedisError) -> LockError,
+    ) -> Result<T, LockError> {
+        let mut connection = self.connection().await?;
+        bounded(self.timeouts.command, command.query_async(&mut connection))
+            .await
+            .map_err(on_error)
+    }
+}
+
+fn backend_error(keys: &LockKeys, source: RedisError) -> LockError {
+    LockError::Backend {
+        key: keys.key.clone(),
+        source,
+    }
+}
+
+/// Runs `future` for at most `limit`, turning the timeout into a `RedisError`.
+async fn bounded<T>(
+    limit: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {limit:?}"),
+        ))),
+    }
+}
+
+/// Milliseconds for a Redis argument; durations are validated to fit long before this.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A PTTL reply as a [`Remaining`].
+fn remaining_from_pttl(pttl: i64) -> Remaining {
+    match u64::try_from(pttl) {
+        Ok(ms) => Remaining::Expires(Duration::from_millis(ms)),
+        Err(_) if pttl == -1 => Remaining::Forever,
+        Err(_) => Remaining::Free,
+    }
+}
+
+impl Backend for RedisBackend {
+    fn acquire<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+        ttl: Duration,
+        fencing: bool,
+    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+        Box::pin(async move {
+            let mut invocation = ACQUIRE.key(&keys.key);
+            invocation
+                .key(&keys.fence)
+                .arg(token)
+                .arg(millis(ttl))
+                .arg(if fencing { "1" } else { "0" });
+            let (won, value): (i64, i64) = self.run(keys, invocation).await?;
+            Ok(if won == 1 {
+                Attempt::Acquired {
+                    fence: fencing.then(|| u64::try_from(value).unwrap_or_default()),
+                }
+            } else {
+                Attempt::Busy {
+                    remaining: match remaining_from_pttl(value) {
+                        Remaining::Expires(left) => Some(left),
+                        // Gone since the SET: retry at once.
+                        Remaining::Free => Some(Duration::ZERO),
+                        Remaining::Forever => None,
+                    },
+                }
+            })
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LockError>> {
+        Box::pin(async move {
+            let mut invocation = RELEASE.key(&keys.key);
+            invocation.arg(token).arg(&keys.channel);
+            let released: i64 = self.run(keys, invocation).await?;
+            Ok(released == 1)
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+        by: Duration,
+        mode: ExtendMode,
+    ) -> BoxFuture<'a, Result<Option<Duration>, LockError>> {
+        Box::pin(async move {
+            let mut invocation = EXTEND.key(&keys.key);
+            invocation.arg(token).arg(millis(by)).arg(match mode {
+                ExtendMode::Set => "set",
+                ExtendMode::Add => "add",
+            });
+            let remaining: u64 = self.run(keys, invocation).await?;
+            Ok((remaining > 0).then(|| Duration::from_millis(remaining)))
+        })
+    }
+
+    fn holder<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+    ) -> BoxFuture<'a, Result<Option<String>, LockError>> {
+        let mut get = redis::cmd("GET");
+        get.arg(&keys.key);
+        Box::pin(self.query(get, |source| backend_error(keys, source)))
+    }
+
+    fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>> {
+        let mut pttl = redis::cmd("PTTL");
+        pttl.arg(&keys.key);
+        Box::pin(async move {
+            let pttl: i64 = self
+                .query(pttl, |source| backend_error(keys, source))
+                .await?;
+            Ok(remaining_from_pttl(pttl))
+        })
+    }
+
+    fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>> {
+        Box::pin(PubSubHub::watch(self.hub.clone(), &keys.channel))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(async move {
+            let pong: String = self
+                .query(redis::cmd("PING"), |source| self.connect_error(source))
+                .await?;
+            tracing::trace!(%pong, server = %self.server, "ping");
+            Ok(())
+        })
+    }
+
+    fn supports_fencing(&self) -> bool {
+        true
+    }
+}
+
+/// The one pub/sub connection of a backend, opened on the first wait and shared by all
+/// waiters; channels are subscribed while at least one waiter watches them.
+#[derive(Debug)]
+struct PubSubHub {
+    client: redis::Client,
+    server: String,
+    timeouts: Timeouts,
+    /// Also serialises SUBSCRIBE/UNSUBSCRIBE, so a channel's waiter count and the server's
+    /// subscription always agree.
+    live: Mutex<Option<LiveConnection>>,
+}
+
+#[derive(Debug)]
+struct LiveConnection {
+    sink: PubSubSink,
+    channels: Arc<Channels>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Leaves a channel of one pub/sub connection; unsubscribes when it was the last waiter.
+struct HubLeave {
+    hub: Weak<PubSubHub>,
+    channels: Arc<Channels>,
+}
+
+impl Leave for HubLeave {
+    fn leave(&self, channel: &str) {
+        if !self.channels.leave(channel) {
+            return;
+        }
+        let (Some(hub), Ok(runtime)) = (self.hub.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let channels = self.channels.clone();
+        let channel = channel.to_owned();
+        runtime.spawn(async move {
+            let mut live = hub.live.lock().await;
+            let Some(live) = live.as_mut() else { return };
+            // A newer connection, or a waiter that came back meanwhile, keeps it.
+            if !Arc::ptr_eq(&live.channels, &channels) || channels.contains(&channel) {
+                return;
+            }
+            if let Err(error) = bounded(hub.timeouts.command, live.sink.unsubscribe(&channel)).await {
+                tracing::debug!(%channel, %error, "UNSUBSCRIBE failed; the channel stays subscribed");
+            }
+        });
+    }
+}
+
+impl PubSubHub {
+    async fn watch(hub: Arc<Self>, channel: &str) -> Result<ReleaseWatch, LockError> {
+        let mut live = hub.live.lock().await;
+        let connection = match live.take() {
+            Some(connection) if !connection.channels.is_closed() => connection,
+            _ => hub.connect().await?,
+        };
+        let connection = live.insert(connection);
+        let channels = connection.channels.clone();
+        let (receiver, first) = channels.join(channel);
+        if first {
+            let subscribed =
+                bounded(hub.timeouts.command, connection.sink.subscribe(channel)).await;
+            if let Err(source) = subscribed {
+                channels.leave(channel);
+                // The connection is suspect: open a fresh one next time.
+                *live = None;
+                return Err(LockError::Connect {
+                    server: hub.server.clone(),
+                    source,
+                });
+            }
+        }
+        let owner = Arc::new(HubLeave {
+            hub: Arc::downgrade(&hub),
+            channels,
+        });
+        Ok(ReleaseWatch::new(receiver, channel.to_owned(), owner))
+    }
+
+    async fn connect(&self) -> Result<LiveConnection, LockError> {
+        let pubsub = bounded(self.timeouts.connect, self.client.get_async_pubsub())
+            .await
+            .map_err(|source| LockError::Connect {
+                server: self.server.clone(),
+                source,
+            })?;
+        let (sink, stream) = pubsub.split();
+        let channels = Arc::new(Channels::default());
+        let reader = tokio::spawn(read_releases(stream, channels.clone())).abort_handle();
+        Ok(LiveConnection {
+            sink,
+            channels,
+            reader,
+        })
+    }
+}
+
+/// Wakes the waiters of every message's channel until the connection ends; then wakes
+/// them all for good, so they fall back to timers and re-subscribe.
+async fn read_releases(mut stream: PubSubStream, channels: Arc<Channels>) {
+    while let Some(message) = stream.next().await {
+        channels.notify(message.get_channel_name());
+    }
+    tracing::debug!("pub/sub connection closed; waiters fall back to timers");
+    channels.close_all();
+}

@@ -1,0 +1,311 @@
+//! The [`Locker`] handle and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::{RedisBackend, Timeouts};
+use crate::backend::{Backend, Remaining};
+use crate::key::LockKeys;
+use crate::{LockError, LockRequest};
+
+/// The default `REDIS_URL` of [`Locker::from_env`].
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "lock:";
+
+/// A handle to where locks live (a Redis server, or memory) plus defaults for requests.
+///
+/// Cheap to clone (an `Arc` inside); clones share one Redis connection and one pub/sub
+/// connection. Create one per process and pass it around (axum `State`, a field), or
+/// make it the process-wide default with [`set_default`](crate::set_default).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::Locker;
+///
+/// let locker = Locker::memory();
+/// let guard = locker.lock("order:42").acquire().await?;
+/// assert!(locker.is_locked("order:42").await?);
+/// // A second owner is refused at once (no `wait` was given).
+/// assert!(locker.lock("order:42").try_acquire().await?.is_none());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Locker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    settings: LockerBuilder,
+}
+
+impl fmt::Debug for Locker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Locker")
+            .field("backend", &self.inner.backend)
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+impl Locker {
+    /// A builder for the prefix, defaults and timeouts.
+    pub fn builder() -> LockerBuilder {
+        LockerBuilder::default()
+    }
+
+    /// Locks on the Redis server at `url` (`redis://[:password@]host:port[/db]`), with the
+    /// default settings. Does not connect: the first operation does (see [`ping`](Self::ping)
+    /// to check at startup). An unparsable URL is a [`LockError::Config`].
+    pub fn redis(url: &str) -> Result<Self, LockError> {
+        Self::builder().redis(url)
+    }
+
+    /// Locks on the server of an existing `redis::Client`, with the default settings.
+    pub fn from_client(client: redis::Client) -> Self {
+        Self::builder().build(Arc::new(RedisBackend::new(
+            client,
+            LockerBuilder::default().timeouts(),
+        )))
+    }
+
+    /// Locks on `REDIS_URL` (default `redis://127.0.0.1:6379`) under the key prefix
+    /// `LOCK_PREFIX` (default `lock:`).
+    pub fn from_env() -> Result<Self, LockError> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+        let mut builder = Self::builder();
+        if let Ok(prefix) = std::env::var("LOCK_PREFIX") {
+            builder = builder.prefix(prefix);
+        }
+        builder.redis(&url)
+    }
+
+    /// Locks in this process's memory, with the same semantics as Redis (TTL expiry,
+    /// owner tokens, fencing, wake-ups on release). For tests and single-process programs.
+    pub fn memory() -> Self {
+        Self::builder().build(Arc::new(MemoryBackend::default()))
+    }
+
+    /// Starts a request for the lock `name` (e.g. `"order:42"`). Nothing happens until the
+    /// request's `acquire`, `try_acquire` or `run` is awaited.
+    pub fn lock(&self, name: impl Into<String>) -> LockRequest {
+        LockRequest::new(self.clone(), name.into())
+    }
+
+    /// Whether anyone holds the lock `name` (one round trip; does not take it).
+    pub async fn is_locked(&self, name: &str) -> Result<bool, LockError> {
+        let keys = LockKeys::new(self.prefix(), name)?;
+        Ok(self.inner.backend.remaining(&keys).await? != Remaining::Free)
+    }
+
+    /// How long the lock `name` stays held unless renewed: `None` when it is free (or held
+    /// by a key without expiry, which this crate never writes).
+    pub async fn ttl(&self, name: &str) -> Result<Option<Duration>, LockError> {
+        let keys = LockKeys::new(self.prefix(), name)?;
+        Ok(match self.inner.backend.remaining(&keys).await? {
+            Remaining::Expires(left) => Some(left),
+            Remaining::Free | Remaining::Forever => None,
+        })
+    }
+
+    /// Checks that the backend answers: [`LockError::Connect`] when it does not.
+    pub async fn ping(&self) -> Result<(), LockError> {
+        self.inner.backend.ping().await
+    }
+
+    /// The key prefix (default `lock:`).
+    pub fn prefix(&self) -> &str {
+        &self.inner.settings.prefix
+    }
+
+    /// The TTL of requests that set none.
+    pub fn default_ttl(&self) -> Duration {
+        self.inner.settings.ttl
+    }
+
+    /// The wait of requests that set none.
+    pub fn default_wait(&self) -> Duration {
+        self.inner.settings.wait
+    }
+
+    /// The longest a waiter sleeps between attempts when it hears no release.
+    pub fn poll_interval(&self) -> Duration {
+        self.inner.settings.poll_interval
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+}
+
+/// Settings of a [`Locker`]: key prefix, request defaults and Redis timeouts.
+///
+/// ```
+/// use std::time::Duration;
+/// use lock_runtime::Locker;
+///
+/// let locker = Locker::builder()
+///     .prefix("shop:lock:")
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(1))
+///     .redis("redis://127.0.0.1:6379/0")?;
+/// assert_eq!(locker.prefix(), "shop:lock:");
+/// # Ok::<(), lock_runtime::LockError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LockerBuilder {
+    prefix: String,
+    ttl: Duration,
+    wait: Duration,
+    poll_interval: Duration,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+}
+
+impl Default for LockerBuilder {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            ttl: Duration::from_secs(30),
+            wait: Duration::ZERO,
+            poll_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl LockerBuilder {
+    /// Prepended to every lock name to form its Redis key (default `lock:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The TTL of requests that set none (default 30 s; at least 1 ms).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The wait of requests that set none (default zero: fail at once when held).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The longest a waiter sleeps between attempts when it hears no release (default
+    /// 1 s). Waiters are woken by releases; this only bounds the damage of a missed one.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Bound on connecting to Redis (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Bound on one Redis command's round trip (default 2 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// A locker on the Redis server at `url`; see [`Locker::redis`].
+    pub fn redis(self, url: &str) -> Result<Locker, LockError> {
+        let client = redis::Client::open(url).map_err(|error| {
+            LockError::Config(format!(
+                "invalid Redis URL `{}` ({error}); expected redis://[:password@]host:port[/db]",
+                redact(url)
+            ))
+        })?;
+        self.client(client)
+    }
+
+    /// A locker on the server of `client`.
+    pub fn client(self, client: redis::Client) -> Result<Locker, LockError> {
+        self.check()?;
+        let backend = RedisBackend::new(client, self.timeouts());
+        Ok(self.build(Arc::new(backend)))
+    }
+
+    /// A locker in this process's memory; see [`Locker::memory`].
+    pub fn memory(self) -> Result<Locker, LockError> {
+        self.check()?;
+        Ok(self.build(Arc::new(MemoryBackend::default())))
+    }
+
+    fn check(&self) -> Result<(), LockError> {
+        for (what, value) in [
+            ("default TTL", self.ttl),
+            ("poll interval", self.poll_interval),
+            ("connect timeout", self.connect_timeout),
+            ("command timeout", self.command_timeout),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(LockError::Config(format!(
+                    "the {what} must be at least 1 ms (got {value:?})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            command: self.command_timeout,
+        }
+    }
+
+    fn build(self, backend: Arc<dyn Backend>) -> Locker {
+        Locker {
+            inner: Arc::new(Inner {
+                backend,
+                settings: self,
+            }),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_url_is_a_config_error_without_the_password() {
+        let err = Locker::redis("redis://:hunter2@[::1:6379").unwrap_err();
+        assert!(matches!(err, LockError::Config(_)), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("invalid Redis URL"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn not_a_url_is_a_config_error() {
+        let err = Locker::redis("localhost:6379").unwrap_err();
+        assert!(matches!(err, LockError::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn zero_default_ttl_is_refused() {
+        let err = Locker::builder().ttl(Duration::ZERO).memory().unwrap_err();
+        assert!(err.to_string().contains("default TTL"), "{err}");
+    }
+}

@@ -1,0 +1,263 @@
+//! The request builder returned by [`Locker::lock`](crate::Locker::lock).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::guard::{Lease, LeaseState, LockGuard, LockHandle, Shared};
+use crate::key::LockKeys;
+use crate::wait::{AcquireSpec, WaitPolicy};
+use crate::{LockError, Locker, renew};
+
+/// The longest TTL accepted: about 34 years, far inside Redis's PX range.
+const MAX_TTL: Duration = Duration::from_millis(1 << 40);
+
+/// A lock request: set the TTL, the wait policy, renewal and fencing, then
+/// [`acquire`](Self::acquire), [`try_acquire`](Self::try_acquire) or [`run`](Self::run).
+///
+/// Defaults come from the [`Locker`]: TTL 30 s, no waiting, no renewal, no fencing.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// use lock_runtime::Locker;
+///
+/// let locker = Locker::memory();
+/// let guard = locker
+///     .lock("order:42")
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(2))
+///     .fencing()
+///     .acquire()
+///     .await?;
+/// assert_eq!(guard.fencing_token(), Some(1));
+/// assert!(guard.release().await?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a lock request does nothing until you call `.acquire().await` (or `try_acquire`, `run`)"]
+pub struct LockRequest {
+    locker: Locker,
+    name: String,
+    ttl: Duration,
+    policy: WaitPolicy,
+    renew: Renew,
+    fencing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renew {
+    Off,
+    /// Every third of the TTL.
+    Default,
+    Every(Duration),
+}
+
+impl LockRequest {
+    pub(crate) fn new(locker: Locker, name: String) -> Self {
+        Self {
+            ttl: locker.default_ttl(),
+            policy: WaitPolicy::Wait(locker.default_wait()),
+            locker,
+            name,
+            renew: Renew::Off,
+            fencing: false,
+        }
+    }
+
+    /// How long the lock lives unless released, extended or renewed (default: the
+    /// locker's, 30 s). At least 1 ms.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long to wait for another owner to release the lock (default: the locker's,
+    /// zero: fail at once with [`LockError::Busy`]). A waiter is woken by the release
+    /// itself (Redis pub/sub), or at the latest when the holder's TTL runs out.
+    /// Replaces an earlier [`retry`](Self::retry).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.policy = WaitPolicy::Wait(wait);
+        self
+    }
+
+    /// The Python original's policy: try, then retry up to `times` more times, sleeping
+    /// `delay` between tries (no pub/sub). Replaces an earlier [`wait`](Self::wait).
+    pub fn retry(mut self, times: u32, delay: Duration) -> Self {
+        self.policy = WaitPolicy::Retry { times, delay };
+        self
+    }
+
+    /// Keeps the lock alive while the guard lives, extending it to its TTL every third
+    /// of the TTL. If a renewal finds the lock gone, or Redis stays unreachable until the
+    /// lease runs out, the guard's [`lost`](LockHandle::lost) fires.
+    pub fn auto_renew(mut self) -> Self {
+        if self.renew == Renew::Off {
+            self.renew = Renew::Default;
+        }
+        self
+    }
+
+    /// Like [`auto_renew`](Self::auto_renew), renewing every `interval` (must be shorter
+    /// than the TTL).
+    pub fn renew_every(mut self, interval: Duration) -> Self {
+        self.renew = Renew::Every(interval);
+        self
+    }
+
+    /// Asks for a fencing token ([`LockHandle::fencing_token`]): a counter per lock,
+    /// incremented atomically with every acquisition.
+    pub fn fencing(mut self) -> Self {
+        self.fencing = true;
+        self
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn renew_interval(&self) -> Result<Option<Duration>, LockError> {
+        let interval = match self.renew {
+            Renew::Off => return Ok(None),
+            Renew::Default => self.ttl / 3,
+            Renew::Every(interval) => interval,
+        };
+        if interval.is_zero() {
+            return Err(LockError::Config(format!(
+                "lock `{}`: the renew interval must be positive",
+                self.name
+            )));
+        }
+        if interval >= self.ttl {
+            return Err(LockError::Config(format!(
+                "lock `{}`: the renew interval ({interval:?}) must be shorter than the TTL ({:?}); \
+                 a third of the TTL is a good choice",
+                self.name, self.ttl
+            )));
+        }
+        Ok(Some(interval))
+    }
+
+    fn validate(&self) -> Result<(LockKeys, Option<Duration>), LockError> {
+        let keys = LockKeys::new(self.locker.prefix(), &self.name)?;
+        if self.ttl < Duration::from_millis(1) {
+            return Err(LockError::Config(format!(
+                "lock `{}`: the TTL must be at least 1 ms (got {:?})",
+                self.name, self.ttl
+            )));
+        }
+        if self.ttl > MAX_TTL {
+            return Err(LockError::Config(format!(
+                "lock `{}`: the TTL {:?} is too long; use at most {MAX_TTL:?} (and auto-renewal for long work)",
+                self.name, self.ttl
+            )));
+        }
+        if self.fencing && !self.locker.backend().supports_fencing() {
+            return Err(LockError::Config(format!(
+                "lock `{}`: this locker's backend cannot issue fencing tokens",
+                self.name
+            )));
+        }
+        Ok((keys, self.renew_interval()?))
+    }
+
+    /// Acquires the lock, waiting per the request's policy.
+    ///
+    /// Errors: [`LockError::Busy`] (held, no wait), [`LockError::WaitTimeout`] (still held
+    /// when the wait or retries ran out), [`LockError::Config`] (empty name, zero TTL,
+    /// renew interval not below the TTL), [`LockError::Connect`] / [`LockError::Backend`]
+    /// (Redis unreachable or failing).
+    ///
+    /// Cancellation: dropping the future at any point leaves no lock behind. If it is
+    /// dropped while an acquire command is in flight (the server may have set the key),
+    /// a compare-and-delete for this request's token is spawned; a key it cannot remove
+    /// expires with its TTL.
+    pub async fn acquire(self) -> Result<LockGuard, LockError> {
+        let (keys, renew_every) = self.validate()?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let backend = self.locker.backend().clone();
+        let won = AcquireSpec {
+            backend: &backend,
+            keys: &keys,
+            token: &token,
+            ttl: self.ttl,
+            fencing: self.fencing,
+            policy: self.policy,
+            poll_interval: self.locker.poll_interval(),
+        }
+        .acquire()
+        .await?;
+        let (lease, _) = watch::channel(Lease {
+            valid_until: won.sent_at + self.ttl,
+            state: LeaseState::Held,
+        });
+        let shared = Arc::new(Shared {
+            backend,
+            keys,
+            name: self.name,
+            token,
+            fence: won.fence,
+            ttl: self.ttl,
+            acquired_at: won.sent_at,
+            lease,
+        });
+        let renewal = renew_every.map(|every| renew::spawn(shared.clone(), every));
+        tracing::debug!(key = %shared.keys.key, fencing_token = ?won.fence, "lock acquired");
+        Ok(LockGuard::new(shared, renewal))
+    }
+
+    /// Like [`acquire`](Self::acquire), but contention is `Ok(None)`: `None` when another
+    /// owner held the lock throughout the request's wait policy (with the default zero
+    /// wait: when it is held right now). Other errors stay errors.
+    ///
+    /// Cancellation: as for [`acquire`](Self::acquire).
+    pub async fn try_acquire(self) -> Result<Option<LockGuard>, LockError> {
+        match self.acquire().await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(error) if error.is_contention() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Acquires the lock, runs `work` with a handle to it, and releases it, on every exit
+    /// path: normal return, and (through the guard's drop) panic and cancellation.
+    ///
+    /// Returns [`LockError::Lost`] instead of the work's output when the lock turned out
+    /// lost at release (the work ran partly unprotected), and the acquire errors of
+    /// [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let locker = lock_runtime::Locker::memory();
+    /// let total = locker
+    ///     .lock("report:daily")
+    ///     .auto_renew()
+    ///     .run(|lock| async move {
+    ///         assert!(!lock.is_lost());
+    ///         40 + 2
+    ///     })
+    ///     .await?;
+    /// assert_eq!(total, 42);
+    /// assert!(!locker.is_locked("report:daily").await?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancellation: dropping the future releases the lock (through the guard's drop).
+    pub async fn run<F, Fut, T>(self, work: F) -> Result<T, LockError>
+    where
+        F: FnOnce(LockHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let guard = self.acquire().await?;
+        let output = work(guard.handle()).await;
+        let key = guard.key().to_owned();
+        if guard.release().await? {
+            Ok(output)
+        } else {
+            Err(LockError::Lost { key })
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! A separate OS process that takes locks, for the multi-process tests.
+//!
+//! `lock-worker count <url> <lock> <counter-key> <sections>`: runs `<sections>` critical
+//! sections under the lock, each a non-atomic GET/SET increment of `<counter-key>`.
+//!
+//! `lock-worker hold <url> <lock> <ttl-ms>`: acquires the lock, prints `ACQUIRED`, and
+//! sleeps until killed.
+
+use std::time::Duration;
+
+use lock_runtime::Locker;
+use lock_tests_integration::Counter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["count", url, lock, counter, sections] => {
+            let locker = Locker::redis(url)?;
+            let mut counter = Counter::redis(url, counter).await;
+            for _ in 0..sections.parse::<u32>()? {
+                let guard = locker
+                    .lock(*lock)
+                    .wait(Duration::from_secs(60))
+                    .acquire()
+                    .await?;
+                counter.unsafe_increment().await;
+                if !guard.release().await? {
+                    return Err("lock lost during a critical section".into());
+                }
+            }
+            Ok(())
+        }
+        ["hold", url, lock, ttl_ms] => {
+            let locker = Locker::redis(url)?;
+            let _guard = locker
+                .lock(*lock)
+                .ttl(Duration::from_millis(ttl_ms.parse()?))
+                .acquire()
+                .await?;
+            println!("ACQUIRED");
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        _ => Err(
+            "usage: lock-worker count <url> <lock> <counter> <n> | hold <url> <lock> <ttl-ms>"
+                .into(),
+        ),
+    }
+}

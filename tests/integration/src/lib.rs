@@ -1,0 +1,161 @@
+//! Support for the integration tests: fixtures that run a behaviour against a private
+//! `redis-server` or the memory backend, and a non-atomic counter to detect overlapping
+//! critical sections.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lock_runtime::Locker;
+use lock_runtime::testing::RedisServer;
+
+/// A locker on a fresh backend; keeps its `redis-server` (if any) alive and prints its log
+/// when the test panics.
+pub struct Fixture {
+    /// The locker under test.
+    pub locker: Locker,
+    /// The private server behind it (`None` for the memory backend).
+    pub server: Option<RedisServer>,
+}
+
+impl Fixture {
+    /// A locker on a new private `redis-server`.
+    pub fn redis() -> Self {
+        let server = RedisServer::start().expect("start redis-server");
+        let locker = Locker::redis(&server.url()).expect("locker");
+        Self {
+            locker,
+            server: Some(server),
+        }
+    }
+
+    /// A locker on a new memory backend.
+    pub fn memory() -> Self {
+        Self {
+            locker: Locker::memory(),
+            server: None,
+        }
+    }
+
+    /// A second, independent client of the same store (another "instance": its own
+    /// connections). The memory backend has one store per locker, so it returns a clone.
+    pub fn another_locker(&self) -> Locker {
+        match &self.server {
+            Some(server) => Locker::redis(&server.url()).expect("locker"),
+            None => self.locker.clone(),
+        }
+    }
+
+    /// The server's URL (panics for the memory backend).
+    pub fn url(&self) -> String {
+        self.server.as_ref().expect("a Redis fixture").url()
+    }
+
+    /// A shared counter in the same store, for mutual-exclusion checks.
+    pub async fn counter(&self, name: &str) -> Counter {
+        match &self.server {
+            Some(server) => Counter::redis(&server.url(), name).await,
+            None => Counter::Memory(Arc::new(AtomicU64::new(0))),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(server) = &self.server {
+                eprintln!("--- redis-server log ---\n{}", server.log());
+            }
+        }
+    }
+}
+
+/// A counter incremented by a deliberately non-atomic read, pause, write: two holders in
+/// the critical section at once lose an increment.
+#[derive(Clone)]
+pub enum Counter {
+    /// `GET` then `SET` on a Redis key, over its own connection.
+    Redis(redis::aio::MultiplexedConnection, String),
+    /// A load then a store.
+    Memory(Arc<AtomicU64>),
+}
+
+impl Counter {
+    /// A counter at `key` on the server at `url`, starting at 0.
+    pub async fn redis(url: &str, key: &str) -> Self {
+        let client = redis::Client::open(url).expect("client");
+        let connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("counter connection");
+        Self::Redis(connection, key.to_owned())
+    }
+
+    /// Reads, yields to other tasks, writes the value plus one.
+    pub async fn unsafe_increment(&mut self) {
+        match self {
+            Self::Redis(connection, key) => {
+                let value: Option<u64> = redis::cmd("GET")
+                    .arg(&*key)
+                    .query_async(connection)
+                    .await
+                    .expect("GET");
+                tokio::task::yield_now().await;
+                let () = redis::cmd("SET")
+                    .arg(&*key)
+                    .arg(value.unwrap_or(0) + 1)
+                    .query_async(connection)
+                    .await
+                    .expect("SET");
+            }
+            Self::Memory(value) => {
+                let read = value.load(Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                value.store(read + 1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// The current value.
+    pub async fn get(&mut self) -> u64 {
+        match self {
+            Self::Redis(connection, key) => {
+                let value: Option<u64> = redis::cmd("GET")
+                    .arg(&*key)
+                    .query_async(connection)
+                    .await
+                    .expect("GET");
+                value.unwrap_or(0)
+            }
+            Self::Memory(value) => value.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return true;
+        }
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A plain connection to the server at `url`, for touching keys from outside.
+pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection")
+}

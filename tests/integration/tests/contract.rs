@@ -1,0 +1,447 @@
+//! One contract, two backends: every behaviour here runs against a private
+//! `redis-server` and against the memory backend.
+
+use std::time::Duration;
+
+use lock_runtime::LockError;
+use lock_tests_integration::{Fixture, eventually};
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(lock_tests_integration::Fixture::redis()).await;
+                }
+            )*
+        }
+        mod on_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(lock_tests_integration::Fixture::memory()).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    acquire_release_and_inspect,
+    second_owner_is_refused_until_release,
+    try_acquire_maps_contention_to_none,
+    stranger_token_cannot_release_or_extend,
+    lock_expires_after_its_ttl,
+    extend_adds_time,
+    fencing_tokens_strictly_increase_across_holders,
+    waiter_gets_the_lock_when_it_is_released,
+    wait_times_out_with_how_long_it_waited,
+    retry_policy_gives_up_after_its_tries,
+    run_releases_after_the_work,
+    mutual_exclusion_32_tasks,
+    dropped_guard_releases_the_lock,
+    bad_input_is_a_config_error,
+);
+
+async fn acquire_release_and_inspect(fx: Fixture) {
+    let locker = &fx.locker;
+    assert!(!locker.is_locked("inspect").await.unwrap());
+    assert_eq!(locker.ttl("inspect").await.unwrap(), None);
+
+    let guard = locker
+        .lock("inspect")
+        .ttl(Duration::from_secs(10))
+        .acquire()
+        .await
+        .unwrap();
+    assert_eq!(guard.name(), "inspect");
+    assert_eq!(guard.key(), "lock:{inspect}");
+    assert_eq!(guard.fencing_token(), None);
+    assert!(guard.is_held().await.unwrap());
+    assert!(!guard.is_lost());
+    assert!(locker.is_locked("inspect").await.unwrap());
+    let ttl = locker.ttl("inspect").await.unwrap().expect("a TTL");
+    assert!(
+        ttl > Duration::from_secs(5) && ttl <= Duration::from_secs(10),
+        "{ttl:?}"
+    );
+    assert!(guard.remaining() <= Duration::from_secs(10));
+    // Debug shows the key but never the owner token.
+    let debug = format!("{guard:?}");
+    assert!(
+        debug.contains("lock:{inspect}") && !debug.contains(guard.token()),
+        "{debug}"
+    );
+
+    assert!(guard.release().await.unwrap());
+    assert!(!locker.is_locked("inspect").await.unwrap());
+}
+
+async fn second_owner_is_refused_until_release(fx: Fixture) {
+    let other = fx.another_locker();
+    let guard = fx.locker.lock("refuse").acquire().await.unwrap();
+    let err = other.lock("refuse").acquire().await.unwrap_err();
+    match &err {
+        LockError::Busy { key } => assert_eq!(key, "lock:{refuse}"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(err.to_string().contains("lock:{refuse}"), "{err}");
+    assert!(guard.release().await.unwrap());
+    let second = other.lock("refuse").acquire().await.unwrap();
+    assert!(second.release().await.unwrap());
+}
+
+async fn try_acquire_maps_contention_to_none(fx: Fixture) {
+    let guard = fx
+        .locker
+        .lock("try")
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(
+        fx.another_locker()
+            .lock("try")
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // With a wait, contention that outlasts it is still `None`.
+    let waited = fx
+        .another_locker()
+        .lock("try")
+        .wait(Duration::from_millis(50))
+        .try_acquire()
+        .await
+        .unwrap();
+    assert!(waited.is_none());
+    drop(guard);
+}
+
+async fn stranger_token_cannot_release_or_extend(fx: Fixture) {
+    // The owner's lock is expired and re-taken by a stranger: the first owner can neither
+    // release nor extend the stranger's lock, and learns that it lost its own.
+    let first = fx
+        .locker
+        .lock("owned")
+        .ttl(Duration::from_millis(100))
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let stranger = fx
+        .another_locker()
+        .lock("owned")
+        .ttl(Duration::from_secs(10))
+        .acquire()
+        .await
+        .unwrap();
+    assert!(first.is_lost(), "the first lease ran out");
+    assert!(!first.is_held().await.unwrap());
+    let err = first.extend(Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(err, LockError::Lost { .. }), "{err:?}");
+    assert!(
+        !first.release().await.unwrap(),
+        "released a stranger's lock"
+    );
+    assert!(stranger.is_held().await.unwrap());
+    assert!(fx.locker.is_locked("owned").await.unwrap());
+    assert!(stranger.release().await.unwrap());
+}
+
+async fn lock_expires_after_its_ttl(fx: Fixture) {
+    let guard = fx
+        .locker
+        .lock("expire")
+        .ttl(Duration::from_millis(200))
+        .acquire()
+        .await
+        .unwrap();
+    let locker = fx.locker.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let locker = locker.clone();
+            async move { !locker.is_locked("expire").await.unwrap() }
+        })
+        .await,
+        "the lock never expired"
+    );
+    // Known lost without asking the backend, and `lost()` completes.
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("lost() did not fire after the TTL");
+    assert!(guard.is_lost());
+    let again = fx.another_locker().lock("expire").acquire().await.unwrap();
+    assert!(again.release().await.unwrap());
+}
+
+async fn extend_adds_time(fx: Fixture) {
+    let guard = fx
+        .locker
+        .lock("extend")
+        .ttl(Duration::from_secs(2))
+        .acquire()
+        .await
+        .unwrap();
+    guard.extend(Duration::from_secs(60)).await.unwrap();
+    let ttl = fx.locker.ttl("extend").await.unwrap().unwrap();
+    assert!(ttl > Duration::from_secs(55), "{ttl:?}");
+    assert!(guard.remaining() > Duration::from_secs(55));
+    let zero = guard.extend(Duration::ZERO).await.unwrap_err();
+    assert!(matches!(zero, LockError::Config(_)), "{zero:?}");
+    assert!(guard.release().await.unwrap());
+}
+
+async fn fencing_tokens_strictly_increase_across_holders(fx: Fixture) {
+    let lockers = [fx.locker.clone(), fx.another_locker(), fx.another_locker()];
+    let mut last = 0;
+    for round in 0..9 {
+        let guard = lockers[round % 3]
+            .lock("fenced")
+            .fencing()
+            .acquire()
+            .await
+            .unwrap();
+        let token = guard.fencing_token().expect("a fencing token");
+        assert!(token > last, "token {token} after {last}");
+        last = token;
+        // Whether released or expired, the next holder's token is larger.
+        if round % 2 == 0 {
+            assert!(guard.release().await.unwrap());
+        } else {
+            drop(guard);
+            let locker = fx.locker.clone();
+            assert!(
+                eventually(Duration::from_secs(5), || {
+                    let locker = locker.clone();
+                    async move { !locker.is_locked("fenced").await.unwrap() }
+                })
+                .await
+            );
+        }
+    }
+    // Unfenced acquisitions have no token and do not disturb the counter.
+    let plain = fx.locker.lock("fenced").acquire().await.unwrap();
+    assert_eq!(plain.fencing_token(), None);
+    assert!(plain.release().await.unwrap());
+    let next = fx.locker.lock("fenced").fencing().acquire().await.unwrap();
+    assert_eq!(next.fencing_token(), Some(last + 1));
+}
+
+async fn waiter_gets_the_lock_when_it_is_released(fx: Fixture) {
+    let holder = fx
+        .locker
+        .lock("queue")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let other = fx.another_locker();
+    let waiter = tokio::spawn(async move {
+        other
+            .lock("queue")
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "the waiter did not wait");
+    assert!(holder.release().await.unwrap());
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was not woken by the release")
+        .unwrap()
+        .unwrap();
+    assert!(guard.is_held().await.unwrap());
+}
+
+async fn wait_times_out_with_how_long_it_waited(fx: Fixture) {
+    let _holder = fx.locker.lock("timeout").acquire().await.unwrap();
+    let err = fx
+        .another_locker()
+        .lock("timeout")
+        .wait(Duration::from_millis(200))
+        .acquire()
+        .await
+        .unwrap_err();
+    match err {
+        LockError::WaitTimeout { key, waited } => {
+            assert_eq!(key, "lock:{timeout}");
+            assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        }
+        other => panic!("expected WaitTimeout, got {other:?}"),
+    }
+}
+
+async fn retry_policy_gives_up_after_its_tries(fx: Fixture) {
+    let holder = fx.locker.lock("retry").acquire().await.unwrap();
+    let started = std::time::Instant::now();
+    let err = fx
+        .another_locker()
+        .lock("retry")
+        .retry(3, Duration::from_millis(50))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LockError::WaitTimeout { .. }), "{err:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "3 delays of 50 ms"
+    );
+    // Retries succeed once the holder lets go between two tries.
+    let other = fx.another_locker();
+    let retrying = tokio::spawn(async move {
+        other
+            .lock("retry")
+            .retry(100, Duration::from_millis(20))
+            .acquire()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(holder.release().await.unwrap());
+    let guard = retrying.await.unwrap().unwrap();
+    assert!(guard.is_held().await.unwrap());
+}
+
+async fn run_releases_after_the_work(fx: Fixture) {
+    let locker = fx.locker.clone();
+    let seen = fx
+        .locker
+        .lock("run")
+        .run(|lock| async move {
+            assert!(locker.is_locked("run").await.unwrap());
+            lock.key().to_owned()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, "lock:{run}");
+    assert!(!fx.locker.is_locked("run").await.unwrap());
+
+    // A panic in the work releases the lock too (through the guard's drop).
+    let locker = fx.locker.clone();
+    let panicked = tokio::spawn(async move {
+        locker
+            .lock("run")
+            .run(|_lock| async { panic!("work failed") })
+            .await
+    })
+    .await;
+    assert!(panicked.is_err());
+    let locker = fx.locker.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let locker = locker.clone();
+            async move { !locker.is_locked("run").await.unwrap() }
+        })
+        .await
+    );
+}
+
+async fn mutual_exclusion_32_tasks(fx: Fixture) {
+    const TASKS: u64 = 32;
+    const SECTIONS: u64 = 200;
+    let counter = fx.counter("counter:exclusion").await;
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        // Half the tasks share the fixture's locker, half have their own connections.
+        let locker = if task % 2 == 0 {
+            fx.locker.clone()
+        } else {
+            fx.another_locker()
+        };
+        let mut counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..SECTIONS {
+                let guard = locker
+                    .lock("exclusion")
+                    .wait(Duration::from_secs(120))
+                    .acquire()
+                    .await
+                    .unwrap();
+                counter.unsafe_increment().await;
+                assert!(guard.release().await.unwrap(), "lost during a section");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(counter.clone().get().await, TASKS * SECTIONS);
+}
+
+async fn dropped_guard_releases_the_lock(fx: Fixture) {
+    let guard = fx
+        .locker
+        .lock("dropped")
+        .ttl(Duration::from_secs(60))
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    drop(guard);
+    let locker = fx.locker.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let locker = locker.clone();
+            async move { !locker.is_locked("dropped").await.unwrap() }
+        })
+        .await,
+        "a dropped guard left its 60 s lock behind"
+    );
+}
+
+async fn bad_input_is_a_config_error(fx: Fixture) {
+    let locker = &fx.locker;
+    let cases = [
+        (locker.lock("").acquire().await.unwrap_err(), "empty"),
+        (
+            locker
+                .lock("x")
+                .ttl(Duration::ZERO)
+                .acquire()
+                .await
+                .unwrap_err(),
+            "at least 1 ms",
+        ),
+        (
+            locker
+                .lock("x")
+                .ttl(Duration::from_secs(1))
+                .renew_every(Duration::from_secs(1))
+                .acquire()
+                .await
+                .unwrap_err(),
+            "shorter than the TTL",
+        ),
+        (
+            locker
+                .lock("x")
+                .renew_every(Duration::ZERO)
+                .acquire()
+                .await
+                .unwrap_err(),
+            "positive",
+        ),
+        (
+            locker
+                .lock("x")
+                .ttl(Duration::from_secs(u64::MAX))
+                .acquire()
+                .await
+                .unwrap_err(),
+            "too long",
+        ),
+        (locker.is_locked("").await.unwrap_err(), "empty"),
+    ];
+    for (err, says) in cases {
+        assert!(matches!(err, LockError::Config(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(says),
+            "`{err}` should say `{says}`"
+        );
+    }
+    // Nothing was left behind by the refused requests.
+    assert!(!locker.is_locked("x").await.unwrap());
+}

@@ -63,10 +63,8 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(server) = &self.server {
-                eprintln!("--- redis-server log ---\n{}", server.log());
-            }
+        if let (true, Some(server)) = (std::thread::panicking(), &self.server) {
+            eprintln!("--- redis-server log ---\n{}", server.log());
         }
     }
 }

@@ -302,6 +302,44 @@ impl LockGuard {
         released
     }
 
+    /// Releases the lock, but not before `min_hold` has passed since it was acquired: if
+    /// less has passed, the key's expiry is shortened to the remainder instead of deleting
+    /// it, so no other instance can take the lock (and repeat a scheduled job) until then.
+    ///
+    /// Returns what [`release`](Self::release) returns; `Ok(true)` also when the key was
+    /// left to expire at the end of `min_hold`.
+    ///
+    /// Cancellation: as for [`release`](Self::release), the work runs in a spawned task.
+    pub async fn release_after(mut self, min_hold: Duration) -> Result<bool, LockError> {
+        let Some(left) = min_hold
+            .checked_sub(self.held_for())
+            .filter(|left| !left.is_zero())
+        else {
+            return self.release().await;
+        };
+        self.finished = true;
+        self.stop_renewal();
+        let shared = self.handle.shared.clone();
+        let task = tokio::spawn(async move {
+            let kept = shared
+                .backend
+                .extend(&shared.keys, &shared.token, left, ExtendMode::Set)
+                .await;
+            match kept {
+                Ok(Some(_)) => {
+                    shared.mark_released();
+                    Ok(true)
+                }
+                Ok(None) => {
+                    shared.mark_lost("at release the key had expired or had another owner");
+                    Ok(false)
+                }
+                Err(error) => Err(error),
+            }
+        });
+        join_release(task, &self.handle.shared.keys.key).await
+    }
+
     fn stop_renewal(&mut self) {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
@@ -319,11 +357,19 @@ async fn spawn_release(shared: Arc<Shared>) -> Result<bool, LockError> {
         }
         released
     });
+    join_release(task, &key).await
+}
+
+/// Awaits a spawned release; a dropped caller does not cancel it.
+async fn join_release(
+    task: tokio::task::JoinHandle<Result<bool, LockError>>,
+    key: &str,
+) -> Result<bool, LockError> {
     match task.await {
         Ok(released) => released,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         Err(_) => Err(LockError::Backend {
-            key,
+            key: key.to_owned(),
             source: redis::RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::Interrupted,
                 "the tokio runtime shut down before the release completed; the key expires with its TTL",

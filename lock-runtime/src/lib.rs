@@ -46,6 +46,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod current;
 mod default;
 mod error;
 mod guard;
@@ -58,6 +59,14 @@ mod wait;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[doc(hidden)]
+pub mod __private;
+
+#[cfg(feature = "macros")]
+#[doc(inline)]
+pub use lock_macros::distributed_lock;
+
+pub use current::current;
 pub use default::{default_locker, set_default};
 pub use error::LockError;
 pub use guard::{LockGuard, LockHandle};

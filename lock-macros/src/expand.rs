@@ -41,14 +41,22 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         ReturnType::Type(_, ty) => (erase_impl_trait(ty), ty.span()),
         ReturnType::Default => (quote!(()), sig.ident.span()),
     };
+    // The helpers' paths carry the return type's span, so an unsatisfied bound (an error
+    // type without `From<LockError>`, a `skip` type without `Default`) is reported there.
+    let helper = |name: &str| {
+        let name = Ident::new(name, ret_span);
+        respan(quote!(#krate::__private::#name), ret_span)
+    };
     let skipped = match func.returns {
-        Returns::Result => quote_spanned!(ret_span=> #krate::__private::skipped()),
-        Returns::Other => quote_spanned!(ret_span=> #krate::__private::skipped_default()),
+        Returns::Result => helper("skipped"),
+        Returns::Other => helper("skipped_default"),
     };
+    let skipped = quote_spanned!(ret_span=> #skipped());
     let failed = match func.returns {
-        Returns::Result => quote_spanned!(ret_span=> #krate::__private::fail(#error)),
-        Returns::Other => quote_spanned!(ret_span=> #krate::__private::skipped_on_failure(#error)),
+        Returns::Result => helper("fail"),
+        Returns::Other => helper("skipped_on_failure"),
     };
+    let failed = quote_spanned!(ret_span=> #failed(#error));
     let (skipped_arm, failed_arm) = if model.options.skip {
         (
             quote!(#krate::__private::Outcome::Skipped(_) => #skipped,),
@@ -61,9 +69,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         )
     };
 
-    quote! {
-        #(#outer_attrs)*
-        #vis #sig {
+    let inner = quote! {
             #(#inner_attrs)*
             let #name: ::std::string::String = #key;
             let #locker = #locker_expr;
@@ -81,8 +87,15 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 #skipped_arm
                 #failed_arm
             }
-        }
-    }
+    };
+    let mut tokens = quote!(#(#outer_attrs)* #vis #sig);
+    // The user's braces keep the item's span in user code, so lints such as `dead_code`
+    // still fire for the function.
+    func.item
+        .block
+        .brace_token
+        .surround(&mut tokens, |tokens| tokens.extend(inner));
+    tokens
 }
 
 /// `KeyBuilder::with_capacity(n).text("order:").value(&(order_id)).finish()`, with the
@@ -121,6 +134,23 @@ fn key_expr(model: &Model) -> TokenStream {
         }
     }
     quote!(#krate::__private::KeyBuilder::with_capacity(#capacity) #calls .finish())
+}
+
+/// `tokens` with every span set to `span` (for paths, whose resolution does not depend on it).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = proc_macro2::TokenTree::Group(inner);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 fn duration(value: Duration) -> TokenStream {

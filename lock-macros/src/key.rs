@@ -106,7 +106,12 @@ fn placeholder(inner: &str, source: String, offset: usize) -> Result<Placeholder
     let mut path = Vec::new();
     for part in parts {
         let field = part.strip_prefix("r#").unwrap_or(part);
-        let index = !field.is_empty() && field.bytes().all(|byte| byte.is_ascii_digit());
+        if field.is_empty() {
+            return Err(format!(
+                "`{source}` is not a valid placeholder: a field name is missing after a `.`"
+            ));
+        }
+        let index = field.bytes().all(|byte| byte.is_ascii_digit());
         if !(index || is_identifier(field)) || field == "self" {
             return Err(format!(
                 "`{source}` is not a valid placeholder: `{part}` is not a field name; \
@@ -189,7 +194,7 @@ mod tests {
         assert!(problems[0].contains("empty placeholder"));
         assert!(problems[1].contains("not an identifier"));
         assert!(problems[2].contains("`_` pattern"));
-        assert!(problems[3].contains("not a field name"));
+        assert!(problems[3].contains("field name is missing"));
         assert!(problems[4].contains("unclosed"));
         assert!(parse("").unwrap_err()[0].contains("empty"));
     }

@@ -160,17 +160,17 @@ fn check_template(template: &LitStr, func: &LockFn, errors: &mut Errors) -> Opti
 
 fn check_options(args: &Args, func: &LockFn, errors: &mut Errors) -> Options {
     let ttl = args.timeout.as_ref().map(|timeout| timeout.value);
-    if let (Some(timeout), Some(renew)) = (&args.timeout, &args.auto_renew) {
-        if let Some(every) = renew.value.filter(|every| *every >= timeout.value) {
-            errors.at(
-                renew.span,
-                format!(
-                    "`auto_renew = {every:?}` must be shorter than `timeout = {:?}`; \
-                     leave it as `auto_renew` to renew every third of the timeout",
-                    timeout.value
-                ),
-            );
-        }
+    if let (Some(timeout), Some(renew)) = (&args.timeout, &args.auto_renew)
+        && let Some(every) = renew.value.filter(|every| *every >= timeout.value)
+    {
+        errors.at(
+            renew.span,
+            format!(
+                "`auto_renew = {every:?}` must be shorter than `timeout = {:?}`; \
+                 leave it as `auto_renew` to renew every third of the timeout",
+                timeout.value
+            ),
+        );
     }
     if let (Some(min_hold), None) = (&args.min_hold, &args.auto_renew) {
         let ttl_text = ttl.map_or("the default timeout of 30s".to_owned(), |ttl| {

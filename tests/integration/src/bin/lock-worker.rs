@@ -3,13 +3,26 @@
 //! `lock-worker count <url> <lock> <counter-key> <sections>`: runs `<sections>` critical
 //! sections under the lock, each a non-atomic GET/SET increment of `<counter-key>`.
 //!
+//! `lock-worker attr-count <url> <lock> <counter-key> <sections>`: the same through a
+//! `#[distributed_lock]` function.
+//!
 //! `lock-worker hold <url> <lock> <ttl-ms>`: acquires the lock, prints `ACQUIRED`, and
 //! sleeps until killed.
 
 use std::time::Duration;
 
-use lock_runtime::Locker;
+use lock_runtime::{LockError, Locker, distributed_lock};
 use lock_tests_integration::Counter;
+
+#[distributed_lock("<lock>", wait = 60, locker = locker)]
+async fn locked_increment(
+    locker: &Locker,
+    lock: &str,
+    counter: &mut Counter,
+) -> Result<(), LockError> {
+    counter.unsafe_increment().await;
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +49,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
+        ["attr-count", url, lock, counter, sections] => {
+            let locker = Locker::redis(url)?;
+            let mut counter = Counter::redis(url, counter).await;
+            for _ in 0..sections.parse::<u32>()? {
+                locked_increment(&locker, lock, &mut counter).await?;
+            }
+            Ok(())
+        }
         ["hold", url, lock, ttl_ms] => {
             let locker = Locker::redis(url)?;
             let _guard = locker
@@ -48,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         _ => Err(
-            "usage: lock-worker count <url> <lock> <counter> <n> | hold <url> <lock> <ttl-ms>"
+            "usage: lock-worker count|attr-count <url> <lock> <counter> <n> | hold <url> <lock> <ttl-ms>"
                 .into(),
         ),
     }

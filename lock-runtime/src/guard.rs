@@ -409,3 +409,16 @@ impl Drop for LockGuard {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_and_handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<LockGuard>();
+        send_sync::<LockHandle>();
+        send_sync::<crate::Locker>();
+    }
+}

@@ -424,3 +424,37 @@ fn missing_binary_child() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_env_reads_redis_url_and_lock_prefix() {
+    let server = RedisServer::start().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "from_env_child", "--nocapture"])
+        .env("REDIS_URL", server.url())
+        .env("LOCK_PREFIX", "shop:")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(child.status.success(), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    // The child's lock was taken on this server, under the prefix from the environment.
+    let mut redis = raw_connection(&server.url()).await;
+    let fence: Option<u64> = redis::cmd("GET")
+        .arg("shop:{env}:fence")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(fence, Some(1));
+}
+
+#[tokio::test]
+async fn from_env_child() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        return; // only meaningful when run by the test above
+    };
+    let locker = Locker::from_env().unwrap();
+    assert_eq!(locker.prefix(), "shop:");
+    let guard = locker.lock("env").fencing().acquire().await.unwrap();
+    assert_eq!(guard.key(), "shop:{env}", "{url}");
+    assert!(guard.release().await.unwrap());
+}

@@ -94,15 +94,11 @@ impl Counter {
     pub async fn unsafe_increment(&mut self) {
         match self {
             Self::Redis(connection, key) => {
-                let value: Option<u64> = redis::cmd("GET")
-                    .arg(&*key)
-                    .query_async(connection)
-                    .await
-                    .expect("GET");
+                let read = read(connection, key).await;
                 tokio::task::yield_now().await;
                 let () = redis::cmd("SET")
                     .arg(&*key)
-                    .arg(value.unwrap_or(0) + 1)
+                    .arg(read + 1)
                     .query_async(connection)
                     .await
                     .expect("SET");
@@ -118,17 +114,19 @@ impl Counter {
     /// The current value.
     pub async fn get(&mut self) -> u64 {
         match self {
-            Self::Redis(connection, key) => {
-                let value: Option<u64> = redis::cmd("GET")
-                    .arg(&*key)
-                    .query_async(connection)
-                    .await
-                    .expect("GET");
-                value.unwrap_or(0)
-            }
+            Self::Redis(connection, key) => read(connection, key).await,
             Self::Memory(value) => value.load(Ordering::SeqCst),
         }
     }
+}
+
+async fn read(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    let value: Option<u64> = redis::cmd("GET")
+        .arg(key)
+        .query_async(connection)
+        .await
+        .expect("GET");
+    value.unwrap_or(0)
 }
 
 /// Polls `condition` every 10 ms until it holds or `limit` passes; returns whether it held.
@@ -147,6 +145,14 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits (up to 5 s) until nobody holds the lock `name`; returns whether that happened.
+pub async fn until_free(locker: &Locker, name: &str) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        !locker.is_locked(name).await.unwrap()
+    })
+    .await
 }
 
 /// A plain connection to the server at `url`, for touching keys from outside.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use lock_runtime::{LockError, Locker, distributed_lock};
-use lock_tests_integration::{Counter, Fixture, eventually, raw_connection};
+use lock_tests_integration::{Counter, Fixture, raw_connection, until_free};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_lock-worker");
 
@@ -24,15 +24,6 @@ impl From<LockError> for AppError {
     fn from(error: LockError) -> Self {
         Self::Lock(error)
     }
-}
-
-async fn gone(locker: &Locker, name: &str) -> bool {
-    let (locker, name) = (locker.clone(), name.to_owned());
-    eventually(Duration::from_secs(5), move || {
-        let (locker, name) = (locker.clone(), name.clone());
-        async move { !locker.is_locked(&name).await.unwrap() }
-    })
-    .await
 }
 
 #[distributed_lock("counter:<name>", wait = 60, locker = locker)]
@@ -185,7 +176,10 @@ async fn skip_returns_the_default_without_running_the_body() {
         "a skipped body ran"
     );
     drop(_held);
-    assert!(gone(&fx.locker, "job:skip-result").await && gone(&fx.locker, "job:skip-plain").await);
+    assert!(
+        until_free(&fx.locker, "job:skip-result").await
+            && until_free(&fx.locker, "job:skip-plain").await
+    );
     assert!(skip_result(&fx.locker).await.unwrap() > 0);
     assert!(skip_plain(&fx.locker).await.is_some());
 
@@ -227,7 +221,7 @@ async fn min_hold_keeps_the_key_for_the_window() {
             "ran twice in one window"
         );
     }
-    assert!(gone(&fx.locker, "job:window").await);
+    assert!(until_free(&fx.locker, "job:window").await);
     windowed_job(&fx.another_locker()).await;
     assert!(
         WINDOW_RUNS.load(Ordering::SeqCst) >= 2,
@@ -357,7 +351,7 @@ async fn panics_and_dropped_callers_release_the_lock() {
         tokio::spawn(async move { slow_or_panicking(&locker, "panic", true).await }).await;
     assert!(panicked.unwrap_err().is_panic());
     assert!(
-        gone(&fx.locker, "exit:panic").await,
+        until_free(&fx.locker, "exit:panic").await,
         "a panicking body kept its 60 s lock"
     );
 
@@ -368,7 +362,7 @@ async fn panics_and_dropped_callers_release_the_lock() {
     .await;
     assert!(dropped.is_err());
     assert!(
-        gone(&fx.locker, "exit:drop").await,
+        until_free(&fx.locker, "exit:drop").await,
         "a dropped call kept its 60 s lock"
     );
 }

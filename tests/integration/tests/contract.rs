@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lock_runtime::LockError;
-use lock_tests_integration::{Fixture, eventually};
+use lock_tests_integration::{Fixture, until_free};
 
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -161,11 +161,7 @@ async fn lock_expires_after_its_ttl(fx: Fixture) {
         .unwrap();
     let locker = fx.locker.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let locker = locker.clone();
-            async move { !locker.is_locked("expire").await.unwrap() }
-        })
-        .await,
+        until_free(&locker, "expire").await,
         "the lock never expired"
     );
     // Known lost without asking the backend, and `lost()` completes.
@@ -213,13 +209,7 @@ async fn fencing_tokens_strictly_increase_across_holders(fx: Fixture) {
         } else {
             drop(guard);
             let locker = fx.locker.clone();
-            assert!(
-                eventually(Duration::from_secs(5), || {
-                    let locker = locker.clone();
-                    async move { !locker.is_locked("fenced").await.unwrap() }
-                })
-                .await
-            );
+            assert!(until_free(&locker, "fenced").await);
         }
     }
     // Unfenced acquisitions have no token and do not disturb the counter.
@@ -330,13 +320,7 @@ async fn run_releases_after_the_work(fx: Fixture) {
     .await;
     assert!(panicked.is_err());
     let locker = fx.locker.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let locker = locker.clone();
-            async move { !locker.is_locked("run").await.unwrap() }
-        })
-        .await
-    );
+    assert!(until_free(&locker, "run").await);
 }
 
 async fn mutual_exclusion_32_tasks(fx: Fixture) {
@@ -383,11 +367,7 @@ async fn dropped_guard_releases_the_lock(fx: Fixture) {
     drop(guard);
     let locker = fx.locker.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let locker = locker.clone();
-            async move { !locker.is_locked("dropped").await.unwrap() }
-        })
-        .await,
+        until_free(&locker, "dropped").await,
         "a dropped guard left its 60 s lock behind"
     );
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use lock_runtime::testing::RedisServer;
 use lock_runtime::{LockError, Locker};
-use lock_tests_integration::{Counter, Fixture, eventually, raw_connection};
+use lock_tests_integration::{Counter, Fixture, eventually, raw_connection, until_free};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_lock-worker");
 
@@ -253,11 +253,7 @@ async fn a_dropped_acquire_leaves_no_lock_behind() {
     server.resume().unwrap();
     let locker = fx.another_locker();
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let locker = locker.clone();
-            async move { !locker.is_locked("cancelled").await.unwrap() }
-        })
-        .await,
+        until_free(&locker, "cancelled").await,
         "the cancelled acquire's 60 s lock is still there"
     );
 }
@@ -276,13 +272,7 @@ async fn a_dropped_release_future_still_releases() {
     let release = guard.release();
     let _ = tokio::time::timeout(Duration::ZERO, release).await;
     let locker = fx.locker.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let locker = locker.clone();
-            async move { !locker.is_locked("release-dropped").await.unwrap() }
-        })
-        .await
-    );
+    assert!(until_free(&locker, "release-dropped").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

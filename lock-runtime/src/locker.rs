@@ -218,13 +218,19 @@ impl LockerBuilder {
     }
 
     /// A locker on the Redis server at `url`; see [`Locker::redis`].
+    ///
+    /// The connections set `TCP_NODELAY`: lock commands are small request/response
+    /// exchanges that Nagle's algorithm would only delay.
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
-        let client = redis::Client::open(url).map_err(|error| {
+        let invalid = |error: redis::RedisError| {
             LockError::Config(format!(
                 "invalid Redis URL `{}` ({error}); expected redis://[:password@]host:port[/db]",
                 redact(url)
             ))
-        })?;
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)?;
         self.client(client)
     }
 

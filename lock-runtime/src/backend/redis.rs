@@ -31,13 +31,22 @@ pub(crate) struct Timeouts {
 }
 
 /// Locks on one Redis server.
-#[derive(Debug)]
 pub(crate) struct RedisBackend {
     client: redis::Client,
     server: String,
     timeouts: Timeouts,
     connection: OnceCell<ConnectionManager>,
     hub: Arc<PubSubHub>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.server)
+            .field("timeouts", &self.timeouts)
+            .field("connected", &self.connection.initialized())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisBackend {
@@ -272,8 +281,11 @@ struct LiveConnection {
 }
 
 impl Drop for LiveConnection {
+    /// Waiters still watching this connection's channels are told it is gone, so they
+    /// subscribe again on the next one.
     fn drop(&mut self) {
         self.reader.abort();
+        self.channels.close_all();
     }
 }
 

@@ -222,6 +222,7 @@ async fn a_waiter_is_woken_by_the_release_not_by_polling() {
         assert!(holder.release().await.unwrap());
         let got_it = waiter.await.unwrap();
         let delay = got_it.duration_since(released_at);
+        eprintln!("round {round}: the waiter got the lock {delay:?} after the release");
         assert!(
             delay < Duration::from_secs(3),
             "round {round}: woken {delay:?} after the release (poll is {poll:?})"

@@ -33,6 +33,12 @@ pub(crate) struct Spanned<T> {
     pub(crate) span: Span,
 }
 
+impl<T> Spanned<T> {
+    fn at(span: Span, value: T) -> Self {
+        Self { value, span }
+    }
+}
+
 /// What to do when the lock is lost during the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnLost {
@@ -192,19 +198,18 @@ impl Args {
             }
             Ok(duration)
         };
-        let spanned = |value| Spanned { value, span };
         match name {
             "timeout" => {
                 let value = needs_value(value, "30")?;
-                self.timeout = Some(spanned(positive(&value)?));
+                self.timeout = Some(Spanned::at(span, positive(&value)?));
             }
             "auto_renew" => {
                 let every = value.as_ref().map(positive).transpose()?;
-                self.auto_renew = Some(Spanned { value: every, span });
+                self.auto_renew = Some(Spanned::at(span, every));
             }
             "wait" => {
                 let value = needs_value(value, "5")?;
-                self.wait = Some(spanned(duration::parse(name, &value)?));
+                self.wait = Some(Spanned::at(span, duration::parse(name, &value)?));
             }
             "retry" => {
                 let value = needs_value(value, "5")?;
@@ -224,17 +229,17 @@ impl Args {
                         ));
                     }
                 };
-                self.retry = Some(Spanned { value: times, span });
+                self.retry = Some(Spanned::at(span, times));
             }
             "retry_delay" => {
                 let value = needs_value(value, "\"200ms\"")?;
-                self.retry_delay = Some(spanned(duration::parse(name, &value)?));
+                self.retry_delay = Some(Spanned::at(span, duration::parse(name, &value)?));
             }
             "skip" => self.skip = Some(no_value(&value)?),
             "fencing" => self.fencing = Some(no_value(&value)?),
             "min_hold" => {
                 let value = needs_value(value, "60")?;
-                self.min_hold = Some(spanned(positive(&value)?));
+                self.min_hold = Some(Spanned::at(span, positive(&value)?));
             }
             "on_lost" => {
                 let value = needs_value(value, "abort")?;
@@ -251,10 +256,7 @@ impl Args {
                         ));
                     }
                 };
-                self.on_lost = Some(Spanned {
-                    value: policy,
-                    span,
-                });
+                self.on_lost = Some(Spanned::at(span, policy));
             }
             "locker" => self.locker = Some(needs_value(value, "self.locker")?),
             "crate" => {
@@ -263,19 +265,15 @@ impl Args {
                     Expr::Lit(ExprLit {
                         lit: Lit::Str(path),
                         ..
-                    }) => path.parse::<Path>().map_err(|_| {
-                        syn::Error::new(
-                            path.span(),
-                            "`crate` must be a path in a string, e.g. `crate = \"my_locks\"`",
-                        )
-                    })?,
-                    other => {
-                        return Err(syn::Error::new(
-                            other.span(),
-                            "`crate` must be a path in a string, e.g. `crate = \"my_locks\"`",
-                        ));
-                    }
+                    }) => path.parse::<Path>().ok(),
+                    _ => None,
                 };
+                let path = path.ok_or_else(|| {
+                    syn::Error::new(
+                        value.span(),
+                        "`crate` must be a path in a string, e.g. `crate = \"my_locks\"`",
+                    )
+                })?;
                 self.krate = Some(path);
             }
             unknown => {

@@ -72,6 +72,17 @@ impl Shared {
         }
     }
 
+    /// Deletes the key if this owner still holds it, and records the outcome: a key found
+    /// expired or taken marks the lease lost (and logs it); otherwise it is given up.
+    async fn release(&self) -> Result<bool, LockError> {
+        let released = self.backend.release(&self.keys, &self.token).await;
+        if let Ok(false) = released {
+            self.mark_lost("at release the key had expired or had another owner");
+        }
+        self.mark_released();
+        released
+    }
+
     fn mark_released(&self) {
         self.lease.send_if_modified(|lease| {
             let held = lease.state == LeaseState::Held;
@@ -297,9 +308,8 @@ impl LockGuard {
         self.finished = true;
         self.stop_renewal();
         let shared = self.handle.shared.clone();
-        let released = spawn_release(shared.clone()).await;
-        shared.mark_released();
-        released
+        let key = shared.keys.key.clone();
+        join_release(tokio::spawn(async move { shared.release().await }), &key).await
     }
 
     /// Releases the lock, but not before `min_hold` has passed since it was acquired: if
@@ -347,19 +357,6 @@ impl LockGuard {
     }
 }
 
-/// Runs the release in its own task, so that it completes even if the caller is dropped.
-async fn spawn_release(shared: Arc<Shared>) -> Result<bool, LockError> {
-    let key = shared.keys.key.clone();
-    let task = tokio::spawn(async move {
-        let released = shared.backend.release(&shared.keys, &shared.token).await;
-        if let Ok(false) = released {
-            shared.mark_lost("at release the key had expired or had another owner");
-        }
-        released
-    });
-    join_release(task, &key).await
-}
-
 /// Awaits a spawned release; a dropped caller does not cancel it.
 async fn join_release(
     task: tokio::task::JoinHandle<Result<bool, LockError>>,
@@ -385,8 +382,8 @@ impl Drop for LockGuard {
         }
         self.stop_renewal();
         let shared = self.handle.shared.clone();
-        shared.mark_released();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            shared.mark_released();
             tracing::warn!(
                 key = %shared.keys.key,
                 "lock guard dropped outside a tokio runtime; the key expires with its TTL"
@@ -394,17 +391,12 @@ impl Drop for LockGuard {
             return;
         };
         runtime.spawn(async move {
-            match shared.backend.release(&shared.keys, &shared.token).await {
-                Ok(true) => tracing::debug!(key = %shared.keys.key, "lock released on drop"),
-                Ok(false) => tracing::warn!(
-                    key = %shared.keys.key,
-                    "lock dropped after it had expired or been taken over"
-                ),
-                Err(error) => tracing::warn!(
+            if let Err(error) = shared.release().await {
+                tracing::warn!(
                     key = %shared.keys.key,
                     %error,
                     "release on drop failed; the key expires with its TTL"
-                ),
+                );
             }
         });
     }

@@ -67,10 +67,9 @@ impl Locker {
 
     /// Locks on the server of an existing `redis::Client`, with the default settings.
     pub fn from_client(client: redis::Client) -> Self {
-        Self::builder().build(Arc::new(RedisBackend::new(
-            client,
-            LockerBuilder::default().timeouts(),
-        )))
+        let settings = Self::builder();
+        let backend = RedisBackend::new(client, settings.timeouts());
+        settings.build(Arc::new(backend))
     }
 
     /// Locks on `REDIS_URL` (default `redis://127.0.0.1:6379`) under the key prefix

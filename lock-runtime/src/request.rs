@@ -252,12 +252,14 @@ impl LockRequest {
         Fut: Future<Output = T>,
     {
         let guard = self.acquire().await?;
-        let output = work(guard.handle()).await;
-        let key = guard.key().to_owned();
+        let handle = guard.handle();
+        let output = work(handle.clone()).await;
         if guard.release().await? {
             Ok(output)
         } else {
-            Err(LockError::Lost { key })
+            Err(LockError::Lost {
+                key: handle.key().to_owned(),
+            })
         }
     }
 }

@@ -350,6 +350,28 @@ impl LockGuard {
         join_release(task, &self.handle.shared.keys.key).await
     }
 
+    /// Gives up ownership without releasing: stops auto-renewal and leaves the key to
+    /// expire with its TTL, so nobody can take the lock until then. This is how a lock
+    /// serves as a time window, such as "one call per user every 5 s":
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use lock_runtime::Locker;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let locker = Locker::memory();
+    /// let request = || locker.lock("rate_limit:user:7").ttl(Duration::from_secs(5));
+    /// if let Some(window) = request().try_acquire().await? {
+    ///     window.keep(); // the call is allowed; the window stays closed for 5 s
+    /// }
+    /// assert!(request().try_acquire().await?.is_none()); // a second call within 5 s
+    /// # Ok(()) }
+    /// ```
+    pub fn keep(mut self) {
+        self.finished = true;
+        self.stop_renewal();
+        self.handle.shared.mark_released();
+    }
+
     fn stop_renewal(&mut self) {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();

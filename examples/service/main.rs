@@ -1,0 +1,126 @@
+//! The Python original's seven scenarios as an axum service. Run several instances
+//! against one Redis and they coordinate through it:
+//!
+//! ```text
+//! cargo run --example service                               # port 3000, private redis-server
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example service -- --port 3001 --instance b
+//! curl -X POST localhost:3000/payments/42                   # 200; a concurrent second call: 409
+//! ```
+//!
+//! | endpoint | scenario | lock |
+//! | --- | --- | --- |
+//! | `POST /payments/{order_id}` | payment de-duplication: 409 when in progress or paid | guard, non-blocking |
+//! | `PUT /inventory/{product_id}?stock=N`, `POST /inventory/{product_id}/decrease?quantity=N` | stock decrement: 503 when busy after 5 retries, 400 when short | attribute, `retry = 5` |
+//! | `GET /cache/{key}` | cache refresh: one loader per expiry, the others read its value | guard, waiting |
+//! | `POST /reports/daily/{date}` | daily report, once across instances: 409 when running | attribute, `auto_renew` |
+//! | `POST /reports/users/{user_id}` | user report in two phases, `extend` between them | guard, `extend` |
+//! | `POST /tasks/{task_id}/run` | task scheduling: other instances skip | attribute, `skip` |
+//! | `POST /rate-limited/{user_id}` | one call per user per window: 429 | guard kept for its window |
+//! | `POST /batches/{batch_id}` | batch processing (600 s lock) | attribute, `auto_renew` |
+//! | `GET /locks/{name}` | is a lock held, and for how long | inspection |
+
+mod routes;
+mod services;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use lock_examples::{DemoRedis, fail, server_of};
+use lock_runtime::Locker;
+use redis::aio::ConnectionManager;
+
+#[derive(Parser, Debug)]
+#[command(about = "The distributed-lock scenarios as an axum service")]
+struct Cli {
+    /// Port on 127.0.0.1 (0: any free port; the first line of output names it).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Redis URL; unset: a private redis-server, stopped on exit.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// This instance's name, in responses and logs.
+    #[arg(long, env = "INSTANCE", default_value = "instance-1")]
+    instance: String,
+    /// Simulated work, in milliseconds: the payment gateway, a cache load, a report phase,
+    /// a batch chunk.
+    #[arg(long, default_value_t = 100)]
+    work_ms: u64,
+    /// How long a loaded cache value lives, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    cache_ttl_ms: u64,
+    /// The rate limit's window, in milliseconds: one call per user per window.
+    #[arg(long, default_value_t = 5_000)]
+    rate_window_ms: u64,
+}
+
+/// What every handler gets from axum's `State`.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The distributed locks.
+    pub(crate) locker: Locker,
+    /// The application's own data (orders, stock, cache).
+    pub(crate) redis: ConnectionManager,
+    /// This instance's name.
+    pub(crate) instance: Arc<str>,
+    /// Simulated work per step.
+    pub(crate) work: Duration,
+    /// Lifetime of a cache entry.
+    pub(crate) cache_ttl: Duration,
+    /// Rate-limit window.
+    pub(crate) rate_window: Duration,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let redis = DemoRedis::given_or_start(cli.redis_url.clone())
+        .unwrap_or_else(|message| fail(message))
+        .unwrap_or_else(|| {
+            fail("no redis-server on PATH and REDIS_URL unset: install redis-server or set REDIS_URL")
+        });
+    let state = connect(&cli, redis.url()).await.unwrap_or_else(|error| {
+        fail(format!(
+            "cannot reach Redis at {}: {error}",
+            server_of(redis.url())
+        ))
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.port))
+        .await
+        .unwrap_or_else(|error| fail(format!("cannot listen on 127.0.0.1:{}: {error}", cli.port)));
+    let address = listener.local_addr().unwrap_or_else(|error| fail(error));
+    println!(
+        "service {} listening on http://{address} (Redis: {})",
+        cli.instance,
+        redis.describe()
+    );
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(async {
+            // Without a signal handler the server runs until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|error| fail(error));
+}
+
+async fn connect(cli: &Cli, url: &str) -> Result<AppState, Box<dyn std::error::Error>> {
+    let locker = Locker::redis(url)?;
+    locker.ping().await?;
+    let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+    Ok(AppState {
+        locker,
+        redis,
+        instance: cli.instance.as_str().into(),
+        work: Duration::from_millis(cli.work_ms),
+        cache_ttl: Duration::from_millis(cli.cache_ttl_ms),
+        rate_window: Duration::from_millis(cli.rate_window_ms),
+    })
+}

@@ -74,6 +74,37 @@ pub enum LockError {
         #[source]
         source: redis::RedisError,
     },
+
+    /// Redlock: fewer than a quorum (a majority) of the servers answered in time, so the
+    /// operation could not be decided. Says how many answered, how many granted, and why
+    /// the others failed.
+    #[error(
+        "no quorum for {}: {answered} of {servers} Redis servers answered and {granted} granted, {needed} needed; {}",
+        subject(key),
+        failures.join("; ")
+    )]
+    Quorum {
+        /// The Redis key of the lock (empty for `ping`).
+        key: String,
+        /// How many servers the lock lives on.
+        servers: usize,
+        /// How many must agree: `servers / 2 + 1`.
+        needed: usize,
+        /// How many answered within the per-server timeout.
+        answered: usize,
+        /// How many granted the operation (held, extended or released the lock for this owner).
+        granted: usize,
+        /// `server: reason` for each server that did not answer.
+        failures: Vec<String>,
+    },
+}
+
+fn subject(key: &str) -> String {
+    if key.is_empty() {
+        "ping".to_owned()
+    } else {
+        format!("lock `{key}`")
+    }
 }
 
 impl LockError {
@@ -91,6 +122,7 @@ impl LockError {
             | Self::WaitTimeout { key, .. }
             | Self::Lost { key }
             | Self::Backend { key, .. } => Some(key),
+            Self::Quorum { key, .. } => (!key.is_empty()).then_some(key.as_str()),
             Self::NotConfigured | Self::Config(_) | Self::Connect { .. } => None,
         }
     }

@@ -34,6 +34,33 @@ pub(crate) struct Lease {
     pub(crate) state: LeaseState,
 }
 
+/// What a release found: whether this owner still held the lock, and on how many of the
+/// servers (one for a single server or memory; N for Redlock, where the lock was held
+/// when a quorum still had it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Released {
+    /// The lock was still this owner's (on a quorum of servers, for Redlock) and is now
+    /// released. `false`: it had expired or been taken, so the work done under it was not
+    /// fully protected.
+    pub held: bool,
+    /// How many servers still held the key for this owner and deleted it.
+    pub servers_held: usize,
+    /// How many servers the lock lives on.
+    pub servers: usize,
+}
+
+impl Released {
+    /// The outcome on a backend with one server.
+    pub(crate) fn single(held: bool) -> Self {
+        Self {
+            held,
+            servers_held: usize::from(held),
+            servers: 1,
+        }
+    }
+}
+
 /// Everything a guard, its handles and its renewal task share.
 pub(crate) struct Shared {
     pub(crate) backend: Arc<dyn Backend>,
@@ -74,9 +101,9 @@ impl Shared {
 
     /// Deletes the key if this owner still holds it, and records the outcome: a key found
     /// expired or taken marks the lease lost (and logs it); otherwise it is given up.
-    async fn release(&self) -> Result<bool, LockError> {
+    async fn release(&self) -> Result<Released, LockError> {
         let released = self.backend.release(&self.keys, &self.token).await;
-        if let Ok(false) = released {
+        if let Ok(Released { held: false, .. }) = released {
             self.mark_lost("at release the key had expired or had another owner");
         }
         self.mark_released();
@@ -304,7 +331,13 @@ impl LockGuard {
     ///
     /// Cancellation: the release runs in a spawned task, so dropping this future still
     /// completes the release.
-    pub async fn release(mut self) -> Result<bool, LockError> {
+    pub async fn release(self) -> Result<bool, LockError> {
+        self.release_report().await.map(|released| released.held)
+    }
+
+    /// Like [`release`](Self::release), but also says on how many servers the lock was
+    /// still held: with Redlock, how close it came to being lost.
+    pub async fn release_report(mut self) -> Result<Released, LockError> {
         self.finished = true;
         self.stop_renewal();
         let shared = self.handle.shared.clone();
@@ -327,6 +360,7 @@ impl LockGuard {
         else {
             return self.release().await;
         };
+        let servers = self.handle.shared.backend.servers();
         self.finished = true;
         self.stop_renewal();
         let shared = self.handle.shared.clone();
@@ -338,16 +372,26 @@ impl LockGuard {
             match kept {
                 Ok(Some(_)) => {
                     shared.mark_released();
-                    Ok(true)
+                    Ok(Released {
+                        held: true,
+                        servers_held: servers,
+                        servers,
+                    })
                 }
                 Ok(None) => {
                     shared.mark_lost("at release the key had expired or had another owner");
-                    Ok(false)
+                    Ok(Released {
+                        held: false,
+                        servers_held: 0,
+                        servers,
+                    })
                 }
                 Err(error) => Err(error),
             }
         });
-        join_release(task, &self.handle.shared.keys.key).await
+        join_release(task, &self.handle.shared.keys.key)
+            .await
+            .map(|released| released.held)
     }
 
     /// Gives up ownership without releasing: stops auto-renewal and leaves the key to
@@ -381,9 +425,9 @@ impl LockGuard {
 
 /// Awaits a spawned release; a dropped caller does not cancel it.
 async fn join_release(
-    task: tokio::task::JoinHandle<Result<bool, LockError>>,
+    task: tokio::task::JoinHandle<Result<Released, LockError>>,
     key: &str,
-) -> Result<bool, LockError> {
+) -> Result<Released, LockError> {
     match task.await {
         Ok(released) => released,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),

@@ -180,6 +180,6 @@ pub use lock_macros::distributed_lock;
 pub use current::current;
 pub use default::{default_locker, set_default};
 pub use error::LockError;
-pub use guard::{LockGuard, LockHandle};
+pub use guard::{LockGuard, LockHandle, Released};
 pub use locker::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, Locker, LockerBuilder};
 pub use request::LockRequest;

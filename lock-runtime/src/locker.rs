@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Timeouts};
+use crate::backend::redlock::RedlockBackend;
 use crate::backend::{Backend, Remaining};
 use crate::key::LockKeys;
 use crate::{LockError, LockRequest};
@@ -72,14 +73,73 @@ impl Locker {
         settings.build(Arc::new(backend))
     }
 
-    /// Locks on `REDIS_URL` (default `redis://127.0.0.1:6379`) under the key prefix
+    /// Redlock: locks on a majority of the independent Redis servers at `urls` (3 or 5
+    /// in production), so that losing a minority of them loses no lock. Same requests,
+    /// guards, attribute and errors as one server, plus [`LockError::Quorum`] when a
+    /// majority does not answer. Does not connect; [`ping`](Self::ping) connects to all
+    /// and succeeds when a majority answers.
+    ///
+    /// Every operation goes to all servers at once with a per-server timeout
+    /// ([`LockerBuilder::server_timeout`]); an acquire wins with a quorum (`N / 2 + 1`)
+    /// of grants and time left of the TTL after the round trip and a clock-drift margin
+    /// (1% of the TTL + 2 ms), which the guard's [`remaining`](crate::LockHandle::remaining)
+    /// reports. Extend and renewal need a quorum too; without one the guard reports the
+    /// lock lost when its validity ends. Fencing is refused with a [`LockError::Config`]
+    /// that explains why.
+    ///
+    /// # One server with fencing, or Redlock?
+    ///
+    /// One server (`Locker::redis`) with `.fencing()` is the choice when the protected
+    /// resource can check a fencing token: it stays correct even when a paused holder
+    /// wakes up after its lock expired. Redlock is the choice when a lock must survive the
+    /// loss of a Redis server and the work is safe to repeat in the rare case of an
+    /// expired-while-paused holder.
+    ///
+    /// Restart rule: a server that crashed without fsync (`appendfsync always`) forgets
+    /// the keys it held. Keep it down for at least the longest lock TTL before it
+    /// rejoins, or a second owner can win a majority that includes it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::{LockError, Locker};
+    ///
+    /// let locker = Locker::redlock([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])?; // does not connect yet
+    /// // Fencing is refused before any server is asked.
+    /// let refused = locker.lock("order:42").fencing().acquire().await.unwrap_err();
+    /// assert!(matches!(refused, LockError::Config(_)), "{refused}");
+    /// # Ok(()) }
+    /// ```
+    pub fn redlock<I>(urls: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().redlock(urls)
+    }
+
+    /// Locks on `REDIS_URLS` (comma-separated: Redlock over those servers) if it is set,
+    /// else on `REDIS_URL` (default `redis://127.0.0.1:6379`), under the key prefix
     /// `LOCK_PREFIX` (default `lock:`).
     pub fn from_env() -> Result<Self, LockError> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
         let mut builder = Self::builder();
         if let Ok(prefix) = std::env::var("LOCK_PREFIX") {
             builder = builder.prefix(prefix);
         }
+        if let Ok(urls) = std::env::var("REDIS_URLS") {
+            let urls: Vec<&str> = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .collect();
+            if !urls.is_empty() {
+                return builder.redlock(urls);
+            }
+        }
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
         builder.redis(&url)
     }
 
@@ -163,6 +223,7 @@ pub struct LockerBuilder {
     poll_interval: Duration,
     connect_timeout: Duration,
     command_timeout: Duration,
+    server_timeout: Option<Duration>,
 }
 
 impl Default for LockerBuilder {
@@ -174,6 +235,7 @@ impl Default for LockerBuilder {
             poll_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
+            server_timeout: None,
         }
     }
 }
@@ -216,11 +278,64 @@ impl LockerBuilder {
         self
     }
 
+    /// Redlock: the bound on each server's answer (default: 1% of the lock's TTL,
+    /// clamped to 5-50 ms). A server slower than this counts as failed for that
+    /// operation, so a hung server costs one timeout, not the TTL.
+    pub fn server_timeout(mut self, timeout: Duration) -> Self {
+        self.server_timeout = Some(timeout);
+        self
+    }
+
+    /// A Redlock locker over the independent Redis servers at `urls`; see
+    /// [`Locker::redlock`].
+    pub fn redlock<I>(self, urls: I) -> Result<Locker, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.check()?;
+        let urls: Vec<String> = urls
+            .into_iter()
+            .map(|url| url.as_ref().to_owned())
+            .collect();
+        if urls.is_empty() {
+            return Err(LockError::Config(
+                "Redlock needs at least one Redis URL (3 or 5 independent servers in production)"
+                    .into(),
+            ));
+        }
+        let mut servers = Vec::with_capacity(urls.len());
+        let mut seen = std::collections::HashSet::new();
+        for url in &urls {
+            let client = self.client_for(url)?;
+            let address = client.get_connection_info().addr().to_string();
+            if !seen.insert(address.clone()) {
+                return Err(LockError::Config(format!(
+                    "Redlock server {address} is listed twice; the servers must be independent"
+                )));
+            }
+            servers.push(RedisBackend::new(client, self.timeouts()));
+        }
+        if let Some(timeout) = self.server_timeout.filter(|timeout| timeout.is_zero()) {
+            return Err(LockError::Config(format!(
+                "the Redlock server timeout must be positive (got {timeout:?})"
+            )));
+        }
+        let backend = RedlockBackend::new(servers, self.server_timeout);
+        Ok(self.build(Arc::new(backend)))
+    }
+
     /// A locker on the Redis server at `url`; see [`Locker::redis`].
     ///
     /// The connections set `TCP_NODELAY`: lock commands are small request/response
     /// exchanges that Nagle's algorithm would only delay.
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
+        let client = self.client_for(url)?;
+        self.client(client)
+    }
+
+    /// A client for `url` with `TCP_NODELAY`; an unparsable URL is a `Config` error.
+    fn client_for(&self, url: &str) -> Result<redis::Client, LockError> {
         let invalid = |error: redis::RedisError| {
             LockError::Config(format!(
                 "invalid Redis URL `{}` ({error}); expected redis://[:password@]host:port[/db]",
@@ -229,8 +344,7 @@ impl LockerBuilder {
         };
         let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
         let tcp = info.tcp_settings().clone().set_nodelay(true);
-        let client = redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)?;
-        self.client(client)
+        redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)
     }
 
     /// A locker on the server of `client`.

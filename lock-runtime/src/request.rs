@@ -155,11 +155,12 @@ impl LockRequest {
                 self.name, self.ttl
             )));
         }
-        if self.fencing && !self.locker.backend().supports_fencing() {
-            return Err(LockError::Config(format!(
-                "lock `{}`: this locker's backend cannot issue fencing tokens",
-                self.name
-            )));
+        if let Some(why) = self
+            .fencing
+            .then(|| self.locker.backend().fencing_refusal())
+            .flatten()
+        {
+            return Err(LockError::Config(format!("lock `{}`: {why}", self.name)));
         }
         Ok((keys, self.renew_interval()?))
     }
@@ -191,7 +192,7 @@ impl LockRequest {
         .acquire()
         .await?;
         let (lease, _) = watch::channel(Lease {
-            valid_until: won.sent_at + self.ttl,
+            valid_until: won.sent_at + self.ttl.saturating_sub(backend.drift(self.ttl)),
             state: LeaseState::Held,
         });
         let shared = Arc::new(Shared {

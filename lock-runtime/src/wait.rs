@@ -59,7 +59,11 @@ impl Drop for Cleanup<'_> {
         let keys = self.spec.keys.clone();
         let token = self.spec.token.to_owned();
         runtime.spawn(async move {
-            match backend.release(&keys, &token).await {
+            match backend
+                .release(&keys, &token)
+                .await
+                .map(|released| released.held)
+            {
                 Ok(true) => {
                     tracing::debug!(key = %keys.key, "removed the lock of a cancelled acquire")
                 }
@@ -135,9 +139,22 @@ impl AcquireSpec<'_> {
         let mut watch: Option<ReleaseWatch> = None;
         let mut subscribe = true;
         loop {
-            let holder_left = match self.attempt().await? {
-                Ok(won) => return Ok(won),
-                Err(holder_left) => holder_left,
+            let holder_left = match self.attempt().await {
+                Ok(Ok(won)) => return Ok(won),
+                Ok(Err(holder_left)) => holder_left,
+                // Redlock without a quorum: retry until the deadline, then report why.
+                Err(error @ LockError::Quorum { .. }) => {
+                    let now = Instant::now();
+                    match deadline {
+                        Some(deadline) if now < deadline => {
+                            let pause = jitter(self.poll_interval.min(deadline - now) / 2);
+                            tokio::time::sleep(pause.min(deadline - now)).await;
+                            continue;
+                        }
+                        _ => return Err(error),
+                    }
+                }
+                Err(error) => return Err(error),
             };
             let now = Instant::now();
             if deadline.is_some_and(|deadline| now >= deadline) {

@@ -26,7 +26,15 @@ pub fn example(name: &str) -> PathBuf {
             Some(other) => other,
         };
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "lock-examples", "--examples", "--profile", profile])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "lock-examples",
+                "--examples",
+                "--profile",
+                profile,
+            ])
             .status()
             .expect("run cargo build for the examples");
         assert!(status.success(), "building the examples failed");

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::channels::Leave;
 use super::{Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining};
 use crate::LockError;
+use crate::guard::Released;
 use crate::key::LockKeys;
 
 /// Locks in this process's memory.
@@ -101,7 +102,7 @@ impl Backend for MemoryBackend {
         &'a self,
         keys: &'a LockKeys,
         token: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LockError>> {
+    ) -> BoxFuture<'a, Result<Released, LockError>> {
         let released = {
             let mut state = self.state();
             let owned = state.owned(&keys.key, token).is_some();
@@ -113,7 +114,7 @@ impl Backend for MemoryBackend {
         if released {
             self.channels.notify(&keys.channel);
         }
-        Box::pin(std::future::ready(Ok(released)))
+        Box::pin(std::future::ready(Ok(Released::single(released))))
     }
 
     fn extend<'a>(
@@ -167,7 +168,7 @@ impl Backend for MemoryBackend {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn supports_fencing(&self) -> bool {
-        true
+    fn fencing_refusal(&self) -> Option<&'static str> {
+        None
     }
 }

@@ -6,10 +6,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::LockError;
+use crate::guard::Released;
 use crate::key::LockKeys;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod redlock;
 
 mod channels;
 pub(crate) use channels::{Channels, ReleaseWatch};
@@ -59,12 +61,13 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
         fencing: bool,
     ) -> BoxFuture<'a, Result<Attempt, LockError>>;
 
-    /// Deletes the key if `token` owns it and wakes the waiters; `false` if it did not own it.
+    /// Deletes the key if `token` owns it and wakes the waiters; reports whether (and on
+    /// how many servers) it still owned it.
     fn release<'a>(
         &'a self,
         keys: &'a LockKeys,
         token: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LockError>>;
+    ) -> BoxFuture<'a, Result<Released, LockError>>;
 
     /// Changes the expiry if `token` owns the key; returns the new remaining time, or
     /// `None` when it did not own it.
@@ -90,6 +93,19 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Checks that the backend answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), LockError>>;
 
-    /// Whether fencing tokens from this backend grow strictly per lock.
-    fn supports_fencing(&self) -> bool;
+    /// `None` when fencing tokens from this backend grow strictly per lock; otherwise
+    /// why it cannot issue them and what to use instead.
+    fn fencing_refusal(&self) -> Option<&'static str>;
+
+    /// How many servers a lock lives on.
+    fn servers(&self) -> usize {
+        1
+    }
+
+    /// How much of a granted TTL to discount for clock drift between the servers and
+    /// this process: the lease is `ttl - drift` from when the request was sent.
+    fn drift(&self, ttl: Duration) -> Duration {
+        let _ = ttl;
+        Duration::ZERO
+    }
 }

@@ -13,6 +13,7 @@ use tokio::sync::{Mutex, OnceCell};
 use super::channels::Leave;
 use super::{Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining};
 use crate::LockError;
+use crate::guard::Released;
 use crate::key::LockKeys;
 
 static ACQUIRE: LazyLock<Script> =
@@ -65,6 +66,11 @@ impl RedisBackend {
             timeouts,
             connection: OnceCell::new(),
         }
+    }
+
+    /// The server's `host:port`.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
     }
 
     async fn connection(&self) -> Result<ConnectionManager, LockError> {
@@ -195,12 +201,12 @@ impl Backend for RedisBackend {
         &'a self,
         keys: &'a LockKeys,
         token: &'a str,
-    ) -> BoxFuture<'a, Result<bool, LockError>> {
+    ) -> BoxFuture<'a, Result<Released, LockError>> {
         Box::pin(async move {
             let mut invocation = RELEASE.key(&keys.key);
             invocation.arg(token).arg(&keys.channel);
             let released: i64 = self.run(keys, invocation).await?;
-            Ok(released == 1)
+            Ok(Released::single(released == 1))
         })
     }
 
@@ -256,8 +262,8 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn supports_fencing(&self) -> bool {
-        true
+    fn fencing_refusal(&self) -> Option<&'static str> {
+        None
     }
 }
 

@@ -6,6 +6,10 @@
 //! `lock-worker attr-count <url> <lock> <counter-key> <sections>`: the same through a
 //! `#[distributed_lock]` function.
 //!
+//! `lock-worker redlock-count <counter-url> <lock> <counter-key> <sections>`: the same as
+//! `count` on a Redlock locker from `Locker::from_env()` (`REDIS_URLS`), with a 1 s TTL;
+//! the counter lives on the separate server at `<counter-url>`.
+//!
 //! `lock-worker hold <url> <lock> <ttl-ms>`: acquires the lock, prints `ACQUIRED`, and
 //! sleeps until killed.
 
@@ -57,6 +61,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
+        ["redlock-count", counter_url, lock, counter, sections] => {
+            let locker = Locker::from_env()?;
+            let mut counter = Counter::redis(counter_url, counter).await;
+            for _ in 0..sections.parse::<u32>()? {
+                let guard = locker
+                    .lock(*lock)
+                    .ttl(Duration::from_secs(1))
+                    .wait(Duration::from_secs(60))
+                    .acquire()
+                    .await?;
+                counter.unsafe_increment().await;
+                match guard.release().await {
+                    Ok(true) => {}
+                    Ok(false) => return Err("lock lost during a critical section".into()),
+                    // Servers are being killed: the keys expire with their TTL.
+                    Err(error) => eprintln!("release failed: {error}"),
+                }
+            }
+            Ok(())
+        }
         ["hold", url, lock, ttl_ms] => {
             let locker = Locker::redis(url)?;
             let _guard = locker
@@ -69,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         _ => Err(
-            "usage: lock-worker count|attr-count <url> <lock> <counter> <n> | hold <url> <lock> <ttl-ms>"
+            "usage: lock-worker count|attr-count|redlock-count <url> <lock> <counter> <n> | hold <url> <lock> <ttl-ms>"
                 .into(),
         ),
     }

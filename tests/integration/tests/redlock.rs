@@ -1,0 +1,317 @@
+//! Redlock over 5 private redis-servers: failures of a minority are survived, a majority
+//! is needed, and mutual exclusion holds while servers die and come back.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lock_runtime::testing::RedisServer;
+use lock_runtime::{LockError, Locker};
+use lock_tests_integration::{Counter, raw_connection};
+
+/// Five independent servers.
+fn five() -> Vec<RedisServer> {
+    (0..5)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect()
+}
+
+fn urls(servers: &[RedisServer]) -> Vec<String> {
+    servers.iter().map(RedisServer::url).collect()
+}
+
+/// A Redlock locker with a per-server timeout that a busy 2-core machine keeps.
+fn locker(servers: &[RedisServer]) -> Locker {
+    Locker::builder()
+        .server_timeout(Duration::from_millis(250))
+        .redlock(urls(servers))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_five_down_acquire_extend_renew_and_release_still_work() {
+    let mut servers = five();
+    let locker = locker(&servers);
+    servers[1].stop();
+    servers[3].stop();
+
+    let guard = locker
+        .lock("order:1")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    // The validity is the TTL minus the round trip and the drift margin (1% + 2 ms).
+    assert!(guard.remaining() < Duration::from_secs(5) - Duration::from_millis(50));
+    assert!(guard.remaining() > Duration::from_secs(3));
+    assert!(locker.is_locked("order:1").await.unwrap());
+    assert!(guard.is_held().await.unwrap());
+    // A second owner is refused: the live majority holds the key.
+    assert!(
+        locker
+            .lock("order:1")
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none()
+    );
+    guard.extend(Duration::from_secs(10)).await.unwrap();
+    assert!(guard.remaining() > Duration::from_secs(10));
+    let released = guard.release_report().await.unwrap();
+    assert!(released.held);
+    assert_eq!((released.servers_held, released.servers), (3, 5));
+    assert!(!locker.is_locked("order:1").await.unwrap());
+
+    // Auto-renewal: a 600 ms lock held for 2 s.
+    let renewed = locker
+        .lock("order:2")
+        .ttl(Duration::from_millis(600))
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!renewed.is_lost());
+    assert!(renewed.release().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_of_five_down_fail_with_the_quorum_error_within_the_server_timeout() {
+    let mut servers = five();
+    // The default per-server timeout: 1% of the 30 s TTL, clamped to 50 ms.
+    let locker = Locker::builder()
+        .command_timeout(Duration::from_secs(20))
+        .redlock(urls(&servers))
+        .unwrap();
+    locker.ping().await.unwrap();
+    for index in [0, 2, 4] {
+        servers[index].stop();
+    }
+    let started = Instant::now();
+    let error = locker
+        .lock("order:1")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    match &error {
+        LockError::Quorum {
+            servers,
+            needed,
+            answered,
+            granted,
+            failures,
+            ..
+        } => {
+            assert_eq!(
+                (*servers, *needed, *answered, *granted),
+                (5, 3, 2, 2),
+                "{error}"
+            );
+            assert_eq!(failures.len(), 3, "{error}");
+        }
+        other => panic!("expected a quorum error, got {other}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("2 of 5 Redis servers answered and 2 granted, 3 needed"),
+        "{message}"
+    );
+    // Bounded by the per-server timeout, far from the TTL or the 20 s command timeout.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // What the two live servers granted was released again.
+    for server in [&servers[1], &servers[3]] {
+        let mut redis = raw_connection(&server.url()).await;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg("lock:{order:1}")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(!exists);
+    }
+    // With a wait, it retries until the deadline and still reports the quorum failure.
+    let error = locker
+        .lock("order:1")
+        .wait(Duration::from_millis(500))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LockError::Quorum { .. }), "{error}");
+    assert!(matches!(locker.ping().await, Err(LockError::Quorum { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_costs_one_server_timeout() {
+    let servers = five();
+    let locker = Locker::builder()
+        .command_timeout(Duration::from_secs(20))
+        .redlock(urls(&servers))
+        .unwrap();
+    locker.ping().await.unwrap();
+    servers[2].pause().unwrap();
+    let started = Instant::now();
+    let guard = locker
+        .lock("order:1")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let released = guard.release_report().await.unwrap();
+    assert!(released.held);
+    assert_eq!(released.servers_held, 4);
+    servers[2].resume().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_lock_survives_two_deaths_and_is_lost_at_the_third() {
+    let mut servers = five();
+    let locker = locker(&servers);
+    let guard = locker
+        .lock("job:nightly")
+        .ttl(Duration::from_secs(1))
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    servers[0].stop();
+    servers[1].stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!guard.is_lost(), "lost with a majority still up");
+    assert!(guard.remaining() > Duration::ZERO);
+    servers[2].stop();
+    let lost = tokio::time::timeout(Duration::from_secs(10), guard.lost()).await;
+    assert!(
+        lost.is_ok(),
+        "lost() did not fire after the majority was gone"
+    );
+    assert!(guard.is_lost());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_stay_exclusive_while_servers_die_and_return() {
+    const WORKERS: usize = 4;
+    const SECTIONS: u64 = 40;
+    let mut servers = five();
+    let counter_server = RedisServer::start().unwrap();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_lock-worker"))
+                .args([
+                    "redlock-count",
+                    &counter_server.url(),
+                    "shared",
+                    "counter",
+                    &SECTIONS.to_string(),
+                ])
+                .env("REDIS_URLS", urls(&servers).join(","))
+                .env_remove("REDIS_URL")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // One server down at a time, each for longer than the 1 s TTL (the restart rule:
+    // a server that lost its keys must not rejoin while a lock it granted may be alive).
+    for index in [0, 3, 1] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        servers[index].stop();
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        servers[index].restart().unwrap();
+    }
+    for mut worker in workers {
+        let status = tokio::task::spawn_blocking(move || worker.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "a worker failed: {status}");
+    }
+    let mut counter = Counter::redis(&counter_server.url(), "counter").await;
+    assert_eq!(counter.get().await, WORKERS as u64 * SECTIONS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_grant_never_makes_two_holders() {
+    const TASKS: u64 = 8;
+    const SECTIONS: u64 = 15;
+    let servers = five();
+    let counter_server = RedisServer::start().unwrap();
+    // Another owner holds the key on 2 of the 5 servers: a minority, so not the lock.
+    for server in &servers[..2] {
+        let mut redis = raw_connection(&server.url()).await;
+        let () = redis::cmd("SET")
+            .arg("lock:{stock}")
+            .arg("someone-else")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let locker = locker(&servers);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let locker = locker.clone();
+        let mut counter = Counter::redis(&counter_server.url(), "counter").await;
+        tasks.spawn(async move {
+            for _ in 0..SECTIONS {
+                let guard = locker
+                    .lock("stock")
+                    .wait(Duration::from_secs(60))
+                    .acquire()
+                    .await
+                    .unwrap();
+                // A winner holds all three free servers; nobody else can hold a majority.
+                assert!(guard.remaining() > Duration::ZERO);
+                counter.unsafe_increment().await;
+                let released = guard.release_report().await.unwrap();
+                assert!(released.held);
+                assert_eq!(released.servers_held, 3);
+            }
+        });
+    }
+    while let Some(task) = tasks.join_next().await {
+        task.unwrap();
+    }
+    let mut counter = Counter::redis(&counter_server.url(), "counter").await;
+    assert_eq!(counter.get().await, TASKS * SECTIONS);
+    // The other owner's keys were never touched.
+    for server in &servers[..2] {
+        let mut redis = raw_connection(&server.url()).await;
+        let value: String = redis::cmd("GET")
+            .arg("lock:{stock}")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(value, "someone-else");
+    }
+}
+
+#[tokio::test]
+async fn fencing_is_refused_with_an_explanation() {
+    let locker = Locker::redlock([
+        "redis://127.0.0.1:1",
+        "redis://127.0.0.1:2",
+        "redis://127.0.0.1:3",
+    ])
+    .unwrap();
+    let error = locker
+        .lock("order:1")
+        .fencing()
+        .acquire()
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, LockError::Config(_)), "{message}");
+    assert!(message.contains("strictly increase"), "{message}");
+    assert!(message.contains("Locker::redis(url)"), "{message}");
+    // Bad server lists are configuration errors too.
+    assert!(matches!(
+        Locker::redlock(Vec::<String>::new()),
+        Err(LockError::Config(_))
+    ));
+    let twice = Locker::redlock(["redis://127.0.0.1:7000", "redis://127.0.0.1:7000"]).unwrap_err();
+    assert!(twice.to_string().contains("listed twice"), "{twice}");
+    assert!(matches!(
+        Locker::redlock(["redis://[::1"]),
+        Err(LockError::Config(_))
+    ));
+}

@@ -315,3 +315,40 @@ async fn fencing_is_refused_with_an_explanation() {
         Err(LockError::Config(_))
     ));
 }
+
+#[lock_runtime::distributed_lock("report:<day>", timeout = 5, wait = 30, locker = locker)]
+async fn locked_report(locker: &Locker, day: u32, counter: &mut Counter) -> Result<(), LockError> {
+    counter.unsafe_increment().await;
+    Ok(())
+}
+
+#[lock_runtime::distributed_lock("report:<day>", fencing, locker = locker)]
+async fn fenced_report(locker: &Locker, day: u32) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attribute_works_the_same_over_redlock() {
+    const TASKS: u64 = 6;
+    const CALLS: u64 = 10;
+    let servers = five();
+    let counter_server = RedisServer::start().unwrap();
+    let locker = locker(&servers);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let locker = locker.clone();
+        let mut counter = Counter::redis(&counter_server.url(), "counter").await;
+        tasks.spawn(async move {
+            for _ in 0..CALLS {
+                locked_report(&locker, 22, &mut counter).await.unwrap();
+            }
+        });
+    }
+    while let Some(task) = tasks.join_next().await {
+        task.unwrap();
+    }
+    let mut counter = Counter::redis(&counter_server.url(), "counter").await;
+    assert_eq!(counter.get().await, TASKS * CALLS);
+    let refused = fenced_report(&locker, 22).await.unwrap_err();
+    assert!(matches!(refused, LockError::Config(_)), "{refused}");
+}

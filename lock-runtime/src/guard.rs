@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::LockError;
@@ -284,7 +283,7 @@ impl LockHandle {
 #[must_use = "the lock is released as soon as the guard is dropped; bind it: `let guard = ...`"]
 pub struct LockGuard {
     handle: LockHandle,
-    renewal: Option<AbortHandle>,
+    auto_renew: bool,
     finished: bool,
 }
 
@@ -293,7 +292,7 @@ impl fmt::Debug for LockGuard {
         f.debug_struct("LockGuard")
             .field("key", &self.handle.key())
             .field("fencing_token", &self.handle.fencing_token())
-            .field("auto_renew", &self.renewal.is_some())
+            .field("auto_renew", &self.auto_renew)
             .field("remaining", &self.handle.remaining())
             .finish_non_exhaustive()
     }
@@ -308,10 +307,10 @@ impl Deref for LockGuard {
 }
 
 impl LockGuard {
-    pub(crate) fn new(shared: Arc<Shared>, renewal: Option<AbortHandle>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, auto_renew: bool) -> Self {
         Self {
             handle: LockHandle { shared },
-            renewal,
+            auto_renew,
             finished: false,
         }
     }
@@ -339,7 +338,6 @@ impl LockGuard {
     /// still held: with Redlock, how close it came to being lost.
     pub async fn release_report(mut self) -> Result<Released, LockError> {
         self.finished = true;
-        self.stop_renewal();
         let shared = self.handle.shared.clone();
         let key = shared.keys.key.clone();
         join_release(tokio::spawn(async move { shared.release().await }), &key).await
@@ -362,7 +360,6 @@ impl LockGuard {
         };
         let servers = self.handle.shared.backend.servers();
         self.finished = true;
-        self.stop_renewal();
         let shared = self.handle.shared.clone();
         let task = tokio::spawn(async move {
             let kept = shared
@@ -412,15 +409,9 @@ impl LockGuard {
     /// ```
     pub fn keep(mut self) {
         self.finished = true;
-        self.stop_renewal();
         self.handle.shared.mark_released();
     }
 
-    fn stop_renewal(&mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
-    }
 }
 
 /// Awaits a spawned release; a dropped caller does not cancel it.
@@ -446,7 +437,6 @@ impl Drop for LockGuard {
         if self.finished {
             return;
         }
-        self.stop_renewal();
         let shared = self.handle.shared.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             shared.mark_released();

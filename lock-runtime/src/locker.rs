@@ -9,6 +9,7 @@ use crate::backend::redis::{RedisBackend, Timeouts};
 use crate::backend::redlock::RedlockBackend;
 use crate::backend::{Backend, Remaining};
 use crate::key::LockKeys;
+use crate::renew::Renewer;
 use crate::{LockError, LockRequest};
 
 /// The default `REDIS_URL` of [`Locker::from_env`].
@@ -42,6 +43,7 @@ pub struct Locker {
 struct Inner {
     backend: Arc<dyn Backend>,
     settings: LockerBuilder,
+    renewer: Renewer,
 }
 
 impl fmt::Debug for Locker {
@@ -198,6 +200,10 @@ impl Locker {
 
     pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
+    }
+
+    pub(crate) fn renewer(&self) -> &Renewer {
+        &self.inner.renewer
     }
 }
 
@@ -386,6 +392,7 @@ impl LockerBuilder {
     fn build(self, backend: Arc<dyn Backend>) -> Locker {
         Locker {
             inner: Arc::new(Inner {
+                renewer: Renewer::new(backend.clone()),
                 backend,
                 settings: self,
             }),

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::guard::{Lease, LeaseState, LockGuard, LockHandle, Shared};
 use crate::key::LockKeys;
 use crate::wait::{AcquireSpec, WaitPolicy};
-use crate::{LockError, Locker, renew};
+use crate::{LockError, Locker};
 
 /// The longest TTL accepted: about 34 years, far inside Redis's PX range.
 const MAX_TTL: Duration = Duration::from_millis(1 << 40);
@@ -205,9 +205,11 @@ impl LockRequest {
             acquired_at: won.sent_at,
             lease,
         });
-        let renewal = renew_every.map(|every| renew::spawn(shared.clone(), every));
+        if let Some(every) = renew_every {
+            self.locker.renewer().register(&shared, every);
+        }
         tracing::debug!(key = %shared.keys.key, fencing_token = ?won.fence, "lock acquired");
-        Ok(LockGuard::new(shared, renewal))
+        Ok(LockGuard::new(shared, renew_every.is_some()))
     }
 
     /// Like [`acquire`](Self::acquire), but contention is `Ok(None)`: `None` when another

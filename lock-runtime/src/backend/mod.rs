@@ -48,6 +48,15 @@ pub(crate) enum ExtendMode {
     Add,
 }
 
+/// One lock to renew in [`Backend::extend_many`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Renewal<'a> {
+    pub(crate) keys: &'a LockKeys,
+    pub(crate) token: &'a str,
+    /// Expire this long from now.
+    pub(crate) ttl: Duration,
+}
+
 /// A place where locks live. Every method checks ownership by token; none touches
 /// another owner's lock.
 pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
@@ -78,6 +87,17 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
         by: Duration,
         mode: ExtendMode,
     ) -> BoxFuture<'a, Result<Option<Duration>, LockError>>;
+
+    /// [`extend`](Self::extend) with [`ExtendMode::Set`] for many locks at once, in as few
+    /// round trips as the backend allows; one outcome per renewal, in order.
+    fn extend_many<'a>(
+        &'a self,
+        batch: &'a [Renewal<'a>],
+    ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
+        Box::pin(futures_util::future::join_all(batch.iter().map(|renewal| {
+            self.extend(renewal.keys, renewal.token, renewal.ttl, ExtendMode::Set)
+        })))
+    }
 
     /// The lock's current owner token, if any.
     fn holder<'a>(&'a self, keys: &'a LockKeys)

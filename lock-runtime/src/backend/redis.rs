@@ -11,7 +11,9 @@ use redis::{RedisError, Script};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::channels::Leave;
-use super::{Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining};
+use super::{
+    Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining, Renewal,
+};
 use crate::LockError;
 use crate::guard::Released;
 use crate::key::LockKeys;
@@ -21,6 +23,11 @@ static ACQUIRE: LazyLock<Script> =
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+static EXTEND_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/extend_many.lua")));
+
+/// Locks renewed per script call: bounds the time one call blocks the server.
+const RENEWALS_PER_CALL: usize = 500;
 
 /// Timeouts of the Redis backend.
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +232,50 @@ impl Backend for RedisBackend {
             });
             let remaining: u64 = self.run(keys, invocation).await?;
             Ok((remaining > 0).then(|| Duration::from_millis(remaining)))
+        })
+    }
+
+    fn extend_many<'a>(
+        &'a self,
+        batch: &'a [Renewal<'a>],
+    ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for chunk in batch.chunks(RENEWALS_PER_CALL) {
+                let mut invocation = EXTEND_MANY.prepare_invoke();
+                for renewal in chunk {
+                    invocation
+                        .key(&renewal.keys.key)
+                        .arg(renewal.token)
+                        .arg(millis(renewal.ttl));
+                }
+                let renewed: Result<Vec<u64>, LockError> = match self.connection().await {
+                    Ok(mut connection) => bounded(
+                        self.timeouts.command,
+                        invocation.invoke_async(&mut connection),
+                    )
+                    .await
+                    .map_err(|source| backend_error(chunk[0].keys, source)),
+                    Err(error) => Err(error),
+                };
+                match renewed {
+                    Ok(renewed) => outcomes.extend(
+                        renewed
+                            .into_iter()
+                            .map(|ms| Ok((ms > 0).then(|| Duration::from_millis(ms)))),
+                    ),
+                    Err(error) => {
+                        let why = error.to_string();
+                        outcomes.extend(chunk.iter().map(|renewal| {
+                            Err(LockError::Backend {
+                                key: renewal.keys.key.clone(),
+                                source: RedisError::from(std::io::Error::other(why.clone())),
+                            })
+                        }));
+                    }
+                }
+            }
+            outcomes
         })
     }
 

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::redis::RedisBackend;
-use super::{Attempt, Backend, BoxFuture, ExtendMode, ReleaseWatch, Remaining};
+use super::{Attempt, Backend, BoxFuture, ExtendMode, ReleaseWatch, Remaining, Renewal};
 use crate::LockError;
 use crate::guard::Released;
 use crate::key::LockKeys;
@@ -105,6 +105,29 @@ impl RedlockBackend {
             granted,
             failures,
         }
+    }
+
+    /// An extend's outcome from the servers' answers: held on a quorum until at least the
+    /// quorum-th longest expiry (less the drift), lost when a majority says the key is gone
+    /// or another owner's, undecided (`Quorum`) otherwise.
+    fn decide_extend(
+        &self,
+        keys: &LockKeys,
+        answers: Vec<Answer<Option<Duration>>>,
+    ) -> Result<Option<Duration>, LockError> {
+        let (extended, failures) = split(answers);
+        let mut granted: Vec<Duration> = extended.iter().filter_map(|left| *left).collect();
+        if granted.len() >= self.quorum() {
+            granted.sort_unstable_by(|a, b| b.cmp(a));
+            let left = granted[self.quorum() - 1];
+            return Ok(left
+                .checked_sub(self.drift(left))
+                .filter(|left| !left.is_zero()));
+        }
+        if granted.len() + failures.len() >= self.quorum() && !failures.is_empty() {
+            return Err(self.no_quorum(&keys.key, extended.len(), granted.len(), failures));
+        }
+        Ok(None)
     }
 
     /// Releases `token`'s key on every server, ignoring failures (the keys expire).
@@ -232,21 +255,44 @@ impl Backend for RedlockBackend {
             let answers = self
                 .on_all(Some(limit), |server| server.extend(keys, token, by, mode))
                 .await;
-            let (extended, failures) = split(answers);
-            let mut granted: Vec<Duration> = extended.iter().filter_map(|left| *left).collect();
-            if granted.len() >= self.quorum() {
-                // Held on a quorum until at least the quorum-th longest expiry.
-                granted.sort_unstable_by(|a, b| b.cmp(a));
-                let left = granted[self.quorum() - 1];
-                return Ok(left
-                    .checked_sub(self.drift(left))
-                    .filter(|left| !left.is_zero()));
+            self.decide_extend(keys, answers)
+        })
+    }
+
+    fn extend_many<'a>(
+        &'a self,
+        batch: &'a [Renewal<'a>],
+    ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
+        Box::pin(async move {
+            let shortest = batch.iter().map(|renewal| renewal.ttl).min().unwrap_or_default();
+            let limit = self.timeout_for(shortest);
+            let per_server = self
+                .on_all(Some(limit), |server| async move {
+                    Ok::<_, LockError>(server.extend_many(batch).await)
+                })
+                .await;
+            // Turn per-server lists into per-lock answers.
+            let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> =
+                batch.iter().map(|_| Vec::with_capacity(self.servers.len())).collect();
+            for (server, answers) in self.servers.iter().zip(per_server) {
+                match answers {
+                    Ok(answers) => {
+                        for (answer, lock) in answers.into_iter().zip(&mut per_lock) {
+                            lock.push(answer.map_err(|error| format!("{}: {}", server.server(), reason(&error))));
+                        }
+                    }
+                    Err(failure) => {
+                        for lock in &mut per_lock {
+                            lock.push(Err(failure.clone()));
+                        }
+                    }
+                }
             }
-            if granted.len() + failures.len() >= self.quorum() && !failures.is_empty() {
-                return Err(self.no_quorum(&keys.key, extended.len(), granted.len(), failures));
-            }
-            // A majority answered that the key is gone or someone else's: lost.
-            Ok(None)
+            batch
+                .iter()
+                .zip(per_lock)
+                .map(|(renewal, answers)| self.decide_extend(renewal.keys, answers))
+                .collect()
         })
     }
 

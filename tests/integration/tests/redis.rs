@@ -449,3 +449,81 @@ async fn from_env_child() {
     assert_eq!(guard.key(), "shop:{env}", "{url}");
     assert!(guard.release().await.unwrap());
 }
+
+/// Script calls Redis has executed so far.
+async fn evalsha_calls(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_of_many_locks_are_batched() {
+    const LOCKS: usize = 300;
+    let fixture = Fixture::redis();
+    let mut redis = raw_connection(&fixture.url()).await;
+    let mut guards = Vec::new();
+    for index in 0..LOCKS {
+        let guard = fixture
+            .locker
+            .lock(format!("many:{index}"))
+            .ttl(Duration::from_millis(600))
+            .auto_renew()
+            .acquire()
+            .await
+            .unwrap();
+        guards.push(guard);
+    }
+    let before = evalsha_calls(&mut redis).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let calls = evalsha_calls(&mut redis).await - before;
+    // One renewal per lock every 200 ms would be about 2,000 calls; batched, a few per
+    // interval.
+    assert!(calls < LOCKS as u64 / 2, "{calls} script calls to renew {LOCKS} locks");
+    assert!(guards.iter().all(|guard| !guard.is_lost()));
+    for guard in guards {
+        assert!(guard.release().await.unwrap());
+    }
+}
+
+#[test]
+fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
+    let server = RedisServer::start().unwrap();
+    let locker = Locker::redis(&server.url()).unwrap();
+    let hold = |name: &'static str| {
+        let locker = locker.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            // The connection of the first runtime died with it; the connection manager
+            // reconnects on the next command (see the note on runtimes in the README).
+            let reconnected = eventually(Duration::from_secs(5), || async {
+                locker.ping().await.is_ok()
+            })
+            .await;
+            assert!(reconnected);
+            let guard = locker
+                .lock(name)
+                .ttl(Duration::from_millis(300))
+                .auto_renew()
+                .acquire()
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            assert!(!guard.is_lost(), "{name} was not renewed");
+            assert!(guard.release().await.unwrap());
+        });
+    };
+    // Like two #[tokio::test]s sharing a default locker: each has its own runtime.
+    hold("first-runtime");
+    hold("second-runtime");
+}

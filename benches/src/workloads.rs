@@ -358,7 +358,9 @@ pub(crate) async fn held(bench: &Bench) -> Vec<Figure> {
         .query_async(&mut stats)
         .await
         .expect("DBSIZE");
-    let renewals_per_lock = renew_commands as f64 / LOCKS as f64;
+    let commands_per_sec = renew_commands as f64 / elapsed.as_secs_f64();
+    // Each lock is renewed every third of its TTL.
+    let renewals_per_sec = LOCKS as f64 * 3.0 / TTL.as_secs_f64();
     for guard in guards {
         assert!(guard.release().await.expect("release"), "lost a held lock");
     }
@@ -370,20 +372,14 @@ pub(crate) async fn held(bench: &Bench) -> Vec<Figure> {
             "bytes",
         )
         .target("<= 2048 bytes", per_lock <= 2048.0),
-        Figure::new(
-            "held",
-            "renewal commands/s",
-            renew_commands as f64 / elapsed.as_secs_f64(),
-            "1/s",
-        )
-        .target(
-            "batched: < 1 command per lock per interval",
-            renewals_per_lock * TTL.as_secs_f64() / 3.0 < elapsed.as_secs_f64(),
+        Figure::new("held", "renewal commands/s", commands_per_sec, "1/s").target(
+            "batched: <= 1/10 of lock renewals/s",
+            commands_per_sec <= renewals_per_sec / 10.0,
         ),
         Figure::new(
             "held",
-            format!("locks renewed per second (TTL {TTL:?})"),
-            LOCKS as f64 * 3.0 / TTL.as_secs_f64(),
+            format!("lock renewals/s (TTL {TTL:?})"),
+            renewals_per_sec,
             "1/s",
         ),
         Figure::new("held", "lost", lost as f64, "").target("= 0", lost == 0),

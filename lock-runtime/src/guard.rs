@@ -328,8 +328,8 @@ impl LockGuard {
     /// fully protected; this is also logged), and `Err` when Redis did not answer (the key
     /// then expires with its TTL).
     ///
-    /// Cancellation: the release runs in a spawned task, so dropping this future still
-    /// completes the release.
+    /// Cancellation: dropping this future before it completes still releases the lock,
+    /// through the guard's `Drop`.
     pub async fn release(self) -> Result<bool, LockError> {
         self.release_report().await.map(|released| released.held)
     }
@@ -337,10 +337,11 @@ impl LockGuard {
     /// Like [`release`](Self::release), but also says on how many servers the lock was
     /// still held: with Redlock, how close it came to being lost.
     pub async fn release_report(mut self) -> Result<Released, LockError> {
+        // Inline (no task to spawn and join); if this future is dropped before the answer,
+        // the guard is dropped with it and its `Drop` releases instead.
+        let released = self.handle.shared.release().await;
         self.finished = true;
-        let shared = self.handle.shared.clone();
-        let key = shared.keys.key.clone();
-        join_release(tokio::spawn(async move { shared.release().await }), &key).await
+        released
     }
 
     /// Releases the lock, but not before `min_hold` has passed since it was acquired: if
@@ -411,7 +412,6 @@ impl LockGuard {
         self.finished = true;
         self.handle.shared.mark_released();
     }
-
 }
 
 /// Awaits a spawned release; a dropped caller does not cancel it.

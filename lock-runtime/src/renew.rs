@@ -64,10 +64,7 @@ impl Renewer {
 
 /// The renewal task: sleeps until the earliest renewal is due, renews every lock due
 /// within the next tenth of its interval in one batch, and reschedules them.
-async fn run(
-    backend: Arc<dyn Backend>,
-    mut incoming: mpsc::UnboundedReceiver<(Instant, Entry)>,
-) {
+async fn run(backend: Arc<dyn Backend>, mut incoming: mpsc::UnboundedReceiver<(Instant, Entry)>) {
     let mut due: BTreeMap<(Instant, u64), Entry> = BTreeMap::new();
     let mut sequence = 0_u64;
     let mut open = true;

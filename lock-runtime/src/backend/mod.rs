@@ -94,9 +94,9 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
         &'a self,
         batch: &'a [Renewal<'a>],
     ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
-        Box::pin(futures_util::future::join_all(batch.iter().map(|renewal| {
-            self.extend(renewal.keys, renewal.token, renewal.ttl, ExtendMode::Set)
-        })))
+        Box::pin(futures_util::future::join_all(batch.iter().map(
+            |renewal| self.extend(renewal.keys, renewal.token, renewal.ttl, ExtendMode::Set),
+        )))
     }
 
     /// The lock's current owner token, if any.

@@ -11,9 +11,7 @@ use redis::{RedisError, Script};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::channels::Leave;
-use super::{
-    Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining, Renewal,
-};
+use super::{Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining, Renewal};
 use crate::LockError;
 use crate::guard::Released;
 use crate::key::LockKeys;

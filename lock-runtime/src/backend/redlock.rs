@@ -264,7 +264,11 @@ impl Backend for RedlockBackend {
         batch: &'a [Renewal<'a>],
     ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
         Box::pin(async move {
-            let shortest = batch.iter().map(|renewal| renewal.ttl).min().unwrap_or_default();
+            let shortest = batch
+                .iter()
+                .map(|renewal| renewal.ttl)
+                .min()
+                .unwrap_or_default();
             let limit = self.timeout_for(shortest);
             let per_server = self
                 .on_all(Some(limit), |server| async move {
@@ -272,13 +276,17 @@ impl Backend for RedlockBackend {
                 })
                 .await;
             // Turn per-server lists into per-lock answers.
-            let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> =
-                batch.iter().map(|_| Vec::with_capacity(self.servers.len())).collect();
+            let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
+                .iter()
+                .map(|_| Vec::with_capacity(self.servers.len()))
+                .collect();
             for (server, answers) in self.servers.iter().zip(per_server) {
                 match answers {
                     Ok(answers) => {
                         for (answer, lock) in answers.into_iter().zip(&mut per_lock) {
-                            lock.push(answer.map_err(|error| format!("{}: {}", server.server(), reason(&error))));
+                            lock.push(answer.map_err(|error| {
+                                format!("{}: {}", server.server(), reason(&error))
+                            }));
                         }
                     }
                     Err(failure) => {

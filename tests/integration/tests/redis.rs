@@ -485,7 +485,10 @@ async fn renewals_of_many_locks_are_batched() {
     let calls = evalsha_calls(&mut redis).await - before;
     // One renewal per lock every 200 ms would be about 2,000 calls; batched, a few per
     // interval.
-    assert!(calls < LOCKS as u64 / 2, "{calls} script calls to renew {LOCKS} locks");
+    assert!(
+        calls < LOCKS as u64 / 2,
+        "{calls} script calls to renew {LOCKS} locks"
+    );
     assert!(guards.iter().all(|guard| !guard.is_lost()));
     for guard in guards {
         assert!(guard.release().await.unwrap());

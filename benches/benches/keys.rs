@@ -1,6 +1,9 @@
 //! Micro benchmarks: the cost of building a lock's key, by hand and through the
 //! attribute's template expansion.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 

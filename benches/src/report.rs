@@ -50,8 +50,8 @@ impl Figure {
 /// Prints figures as a table.
 pub(crate) fn table(figures: &[Figure]) {
     println!(
-        "{:<11} {:<34} {:>14} {:<8} {:>8}  {}",
-        "workload", "metric", "value", "unit", "x RTT", "target"
+        "{:<11} {:<34} {:>14} {:<8} {:>8}  target",
+        "workload", "metric", "value", "unit", "x RTT"
     );
     for figure in figures {
         let per_rtt = figure

@@ -76,7 +76,7 @@ async fn pairs(locker: &Locker, prefix: &str, ops: u64) -> Samples {
     Samples::new(samples)
 }
 
-/// 1. latency: 1 task, acquire+release on fresh keys.
+/// Workload 1, latency: 1 task, acquire+release on fresh keys.
 pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
     let locker = locker(&bench.url);
     locker.ping().await.expect("ping");
@@ -105,7 +105,7 @@ pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
     ]
 }
 
-/// 2. throughput: 64 tasks, each on its own keys.
+/// Workload 2, throughput: 64 tasks, each on its own keys.
 pub(crate) async fn throughput(bench: &Bench) -> Vec<Figure> {
     const TASKS: usize = 64;
     let locker = locker(&bench.url);
@@ -142,7 +142,7 @@ pub(crate) async fn throughput(bench: &Bench) -> Vec<Figure> {
     ]
 }
 
-/// 3. contended: 8 workers on one key, each section a GET/SET increment on its own
+/// Workload 3, contended: 8 workers on one key, each section a GET/SET increment on its own
 /// connection.
 pub(crate) async fn contended(bench: &Bench) -> Vec<Figure> {
     const WORKERS: usize = 8;
@@ -261,7 +261,7 @@ async fn annotated(locker: &Locker, index: u64) -> Result<(), LockError> {
     Ok(())
 }
 
-/// 4. attribute overhead: workload 1 through an annotated function vs the guard API,
+/// Workload 4, attribute overhead: workload 1 through an annotated function vs the guard API,
 /// in alternating rounds so that drift of the machine affects both alike.
 pub(crate) async fn attribute(bench: &Bench) -> Vec<Figure> {
     const ROUNDS: u64 = 10;
@@ -325,7 +325,7 @@ async fn command_calls(redis: &mut ConnectionManager, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// 5. many held locks: 10,000 locks with auto-renewal held for `hold`.
+/// Workload 5, many held locks: 10,000 locks with auto-renewal held for `hold`.
 pub(crate) async fn held(bench: &Bench) -> Vec<Figure> {
     const LOCKS: usize = 10_000;
     const TTL: Duration = Duration::from_secs(3);
@@ -387,7 +387,7 @@ pub(crate) async fn held(bench: &Bench) -> Vec<Figure> {
     ]
 }
 
-/// 6. Redlock: workload 1 on 5 servers vs 1.
+/// Workload 6, Redlock: workload 1 on 5 servers vs 1.
 pub(crate) async fn redlock(bench: &Bench) -> Vec<Figure> {
     let single = locker(&bench.url);
     let quorum = Locker::redlock(&bench.redlock_urls).expect("valid URLs");

@@ -177,11 +177,12 @@ impl Shop {
                     .cloned()
                     .unwrap_or_default(),
             };
-            let mut units = sales.clone();
+            let sold = sales.len();
+            let mut units = sales;
             units.sort_unstable();
             units.dedup();
-            tally.sold += sales.len() as u64;
-            tally.duplicates += (sales.len() - units.len()) as u64;
+            tally.sold += sold as u64;
+            tally.duplicates += (sold - units.len()) as u64;
             tally.final_stock += self.stock(product).await?;
         }
         Ok(tally)

@@ -351,7 +351,8 @@ impl LockGuard {
     /// Returns what [`release`](Self::release) returns; `Ok(true)` also when the key was
     /// left to expire at the end of `min_hold`.
     ///
-    /// Cancellation: as for [`release`](Self::release), the work runs in a spawned task.
+    /// Cancellation: the work runs in a spawned task (the `Drop` fallback would delete the
+    /// key instead of keeping it for `min_hold`), so dropping this future still completes it.
     pub async fn release_after(mut self, min_hold: Duration) -> Result<bool, LockError> {
         let Some(left) = min_hold
             .checked_sub(self.held_for())
@@ -359,37 +360,21 @@ impl LockGuard {
         else {
             return self.release().await;
         };
-        let servers = self.handle.shared.backend.servers();
         self.finished = true;
         let shared = self.handle.shared.clone();
         let task = tokio::spawn(async move {
             let kept = shared
                 .backend
                 .extend(&shared.keys, &shared.token, left, ExtendMode::Set)
-                .await;
-            match kept {
-                Ok(Some(_)) => {
-                    shared.mark_released();
-                    Ok(Released {
-                        held: true,
-                        servers_held: servers,
-                        servers,
-                    })
-                }
-                Ok(None) => {
-                    shared.mark_lost("at release the key had expired or had another owner");
-                    Ok(Released {
-                        held: false,
-                        servers_held: 0,
-                        servers,
-                    })
-                }
-                Err(error) => Err(error),
+                .await?;
+            if kept.is_some() {
+                shared.mark_released();
+            } else {
+                shared.mark_lost("at release the key had expired or had another owner");
             }
+            Ok(kept.is_some())
         });
-        join_release(task, &self.handle.shared.keys.key)
-            .await
-            .map(|released| released.held)
+        join_release(task, &self.handle.shared.keys.key).await
     }
 
     /// Gives up ownership without releasing: stops auto-renewal and leaves the key to
@@ -415,10 +400,10 @@ impl LockGuard {
 }
 
 /// Awaits a spawned release; a dropped caller does not cancel it.
-async fn join_release(
-    task: tokio::task::JoinHandle<Result<Released, LockError>>,
+async fn join_release<T>(
+    task: tokio::task::JoinHandle<Result<T, LockError>>,
     key: &str,
-) -> Result<Released, LockError> {
+) -> Result<T, LockError> {
     match task.await {
         Ok(released) => released,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),

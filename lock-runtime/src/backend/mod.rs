@@ -117,11 +117,6 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// why it cannot issue them and what to use instead.
     fn fencing_refusal(&self) -> Option<&'static str>;
 
-    /// How many servers a lock lives on.
-    fn servers(&self) -> usize {
-        1
-    }
-
     /// How much of a granted TTL to discount for clock drift between the servers and
     /// this process: the lease is `ttl - drift` from when the request was sent.
     fn drift(&self, ttl: Duration) -> Duration {

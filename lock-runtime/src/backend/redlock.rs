@@ -394,10 +394,6 @@ impl Backend for RedlockBackend {
         Some(NO_FENCING)
     }
 
-    fn servers(&self) -> usize {
-        self.servers.len()
-    }
-
     /// 1% of the TTL plus 2 ms, as the Redlock algorithm prescribes.
     fn drift(&self, ttl: Duration) -> Duration {
         ttl / 100 + Duration::from_millis(2)

@@ -4,8 +4,8 @@ use crate::LockError;
 
 /// The Redis names that belong to one lock.
 ///
-/// The lock name sits inside a hash tag (`{...}`), so the lock key, its fencing counter
-/// and its release channel hash to the same Redis Cluster slot.
+/// The lock name sits inside a hash tag (`{...}`), so the lock key, its fencing counter,
+/// its queue of waiters and its release channel hash to the same Redis Cluster slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LockKeys {
     /// `{prefix}{{name}}`: holds the owner token, with a PX expiry.
@@ -14,6 +14,10 @@ pub(crate) struct LockKeys {
     pub(crate) fence: String,
     /// `{key}:released`: the pub/sub channel the release script publishes to.
     pub(crate) channel: String,
+    /// `{key}:queue`: a list of waiting owner tokens, in arrival order.
+    pub(crate) queue: String,
+    /// `{key}:waiting`: a hash of waiting owner tokens to `alive-until-ms:claim-ms`.
+    pub(crate) waiting: String,
 }
 
 impl LockKeys {
@@ -29,6 +33,8 @@ impl LockKeys {
         Ok(Self {
             fence: format!("{key}:fence"),
             channel: format!("{key}:released"),
+            queue: format!("{key}:queue"),
+            waiting: format!("{key}:waiting"),
             key,
         })
     }
@@ -44,6 +50,8 @@ mod tests {
         assert_eq!(keys.key, "lock:{order:42}");
         assert_eq!(keys.fence, "lock:{order:42}:fence");
         assert_eq!(keys.channel, "lock:{order:42}:released");
+        assert_eq!(keys.queue, "lock:{order:42}:queue");
+        assert_eq!(keys.waiting, "lock:{order:42}:waiting");
     }
 
     #[test]

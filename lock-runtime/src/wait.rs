@@ -1,5 +1,6 @@
-//! Acquiring: one attempt, waiting woken by releases, and the Python original's retry
-//! policy; plus the cleanup that keeps a cancelled acquire from leaving a lock behind.
+//! Acquiring: one attempt, waiting in the lock's queue woken by releases, and the Python
+//! original's retry policy; plus the cleanup that keeps a cancelled acquire from leaving
+//! a lock (or a place in the queue) behind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::LockError;
-use crate::backend::{Attempt, Backend, ReleaseWatch};
+use crate::backend::{Attempt, Backend, Handoff, QueueSpec, ReleaseWatch};
 use crate::key::LockKeys;
 
 /// How a request behaves when another owner holds the lock.
@@ -15,7 +16,7 @@ use crate::key::LockKeys;
 pub(crate) enum WaitPolicy {
     /// Wait up to this long, woken by releases (zero: fail at once).
     Wait(Duration),
-    /// Try `1 + times` times with `delay` between the tries (no pub/sub).
+    /// Try `1 + times` times with `delay` between the tries (no pub/sub, no queue).
     Retry { times: u32, delay: Duration },
 }
 
@@ -40,8 +41,9 @@ pub(crate) struct Won {
     pub(crate) sent_at: Instant,
 }
 
-/// Deletes the lock for `token` if this value is dropped while armed, i.e. while an
-/// acquire command that may have succeeded has no known outcome.
+/// Releases the lock for `token` if this value is dropped while armed: while an acquire
+/// command that may have succeeded has no known outcome, or while `token` is queued
+/// (a release may hand it the lock). The release also takes it out of the queue.
 struct Cleanup<'a> {
     spec: &'a AcquireSpec<'a>,
     armed: bool,
@@ -65,13 +67,13 @@ impl Drop for Cleanup<'_> {
                 .map(|released| released.held)
             {
                 Ok(true) => {
-                    tracing::debug!(key = %keys.key, "removed the lock of a cancelled acquire")
+                    tracing::debug!(key = %keys.key, "passed on the lock of a cancelled or given-up acquire")
                 }
                 Ok(false) => {}
                 Err(error) => tracing::debug!(
                     key = %keys.key,
                     %error,
-                    "cleanup of a cancelled acquire failed; the key expires with its TTL"
+                    "cleanup of a cancelled or given-up acquire failed; its key or place in the queue expires"
                 ),
             }
         });
@@ -79,22 +81,46 @@ impl Drop for Cleanup<'_> {
 }
 
 impl AcquireSpec<'_> {
-    /// One atomic attempt; cancellation-safe (a dropped attempt deletes what it may have set).
-    async fn attempt(&self) -> Result<Result<Won, Option<Duration>>, LockError> {
+    /// One atomic attempt (a queued one with `queue`); cancellation-safe (a dropped
+    /// attempt releases what it may have set).
+    async fn attempt(
+        &self,
+        queue: Option<&QueueSpec>,
+    ) -> Result<Result<Won, Option<Duration>>, LockError> {
         let mut cleanup = Cleanup {
             spec: self,
             armed: true,
         };
         let sent_at = Instant::now();
-        let attempt = self
-            .backend
-            .acquire(self.keys, self.token, self.ttl, self.fencing)
-            .await?;
+        let attempt = match queue {
+            None => {
+                self.backend
+                    .acquire(self.keys, self.token, self.ttl, self.fencing)
+                    .await?
+            }
+            Some(queue) => {
+                self.backend
+                    .acquire_queued(self.keys, self.token, self.ttl, self.fencing, queue)
+                    .await?
+            }
+        };
         cleanup.armed = false;
         Ok(match attempt {
             Attempt::Acquired { fence } => Ok(Won { fence, sent_at }),
             Attempt::Busy { remaining } => Err(remaining),
         })
+    }
+
+    /// A waiter's place in the queue: it lives three poll intervals (a waiter attempts
+    /// at least every interval), and a lock handed to it waits two intervals (or its TTL,
+    /// if shorter) to be claimed, so a missed hand-off message is made up for by the
+    /// next timed attempt.
+    fn queue_spec(&self, watch: &ReleaseWatch) -> QueueSpec {
+        QueueSpec {
+            alive_for: self.poll_interval * 3,
+            claim_within: (self.poll_interval * 2).min(self.ttl),
+            inbox: watch.inbox().cloned(),
+        }
     }
 
     /// Acquires per the policy.
@@ -120,7 +146,7 @@ impl AcquireSpec<'_> {
     async fn retry(&self, times: u32, delay: Duration) -> Result<Won, LockError> {
         let started = Instant::now();
         for attempt in 0..=times {
-            if let Ok(won) = self.attempt().await? {
+            if let Ok(won) = self.attempt(None).await? {
                 return Ok(won);
             }
             if attempt < times {
@@ -130,17 +156,27 @@ impl AcquireSpec<'_> {
         Err(self.busy(started, times > 0))
     }
 
-    /// Try; when busy, subscribe to the lock's releases and try again (so a release
-    /// between the two is not missed), then sleep until a release, the holder's expiry,
-    /// the poll interval or the deadline, whichever comes first.
+    /// Try; when busy, subscribe to the lock's releases and try again in the lock's
+    /// queue (so a release between the two is not missed), then sleep until a release
+    /// that frees the lock or hands it to us, the holder's expiry, the poll interval or
+    /// the deadline, whichever comes first. Every timed attempt keeps the queue entry
+    /// alive; leaving (deadline, error, cancellation) takes it out again.
     async fn wait(&self, budget: Duration) -> Result<Won, LockError> {
         let started = Instant::now();
         let deadline = started.checked_add(budget);
         let mut watch: Option<ReleaseWatch> = None;
         let mut subscribe = true;
+        let mut queue = None;
+        let mut queued = Cleanup {
+            spec: self,
+            armed: false,
+        };
         loop {
-            let holder_left = match self.attempt().await {
-                Ok(Ok(won)) => return Ok(won),
+            let holder_left = match self.attempt(queue.as_ref()).await {
+                Ok(Ok(won)) => {
+                    queued.armed = false;
+                    return Ok(won);
+                }
                 Ok(Err(holder_left)) => holder_left,
                 // Redlock without a quorum: retry until the deadline, then report why.
                 Err(error @ LockError::Quorum { .. }) => {
@@ -156,6 +192,7 @@ impl AcquireSpec<'_> {
                 }
                 Err(error) => return Err(error),
             };
+            queued.armed = queue.is_some();
             let now = Instant::now();
             if deadline.is_some_and(|deadline| now >= deadline) {
                 return Err(self.busy(started, !budget.is_zero()));
@@ -163,6 +200,7 @@ impl AcquireSpec<'_> {
             if watch.is_none() && subscribe {
                 match self.backend.watch(self.keys).await {
                     Ok(subscribed) => {
+                        queue = Some(self.queue_spec(&subscribed));
                         watch = Some(subscribed);
                         continue;
                     }
@@ -181,21 +219,28 @@ impl AcquireSpec<'_> {
             if let Some(deadline) = deadline {
                 wake = wake.min(deadline);
             }
-            tokio::select! {
-                heard = released(&mut watch) => {
-                    if !heard {
+            loop {
+                tokio::select! {
+                    heard = released(&mut watch) => match heard {
+                        // Handed to a waiter ahead of us: keep sleeping.
+                        Some(handoff) if !handoff.invites(self.token) => continue,
+                        Some(_) => break,
                         // Notifications stopped (connection lost): subscribe afresh.
-                        watch = None;
-                    }
+                        None => {
+                            watch = None;
+                            break;
+                        }
+                    },
+                    () = tokio::time::sleep_until(wake) => break,
                 }
-                () = tokio::time::sleep_until(wake) => {}
             }
         }
     }
 }
 
-/// Completes on the next release, or never without a subscription.
-async fn released(watch: &mut Option<ReleaseWatch>) -> bool {
+/// Completes on the next release, or never without a subscription; `None` when the
+/// notifications stopped.
+async fn released(watch: &mut Option<ReleaseWatch>) -> Option<Handoff> {
     match watch {
         Some(watch) => watch.released().await,
         None => std::future::pending().await,

@@ -1,8 +1,9 @@
 //! Release notifications, shared by every waiter of a backend.
 //!
-//! One entry per channel with a reference count and a `watch` generation counter: a
-//! release bumps the counter, and a waiter's `changed()` sees every bump made after it
-//! subscribed, so no wake-up falls between "subscribe" and "sleep".
+//! One entry per channel with a reference count and a `watch` of the latest release: a
+//! waiter's `changed()` sees every release made after it subscribed, so no wake-up falls
+//! between "subscribe" and "sleep". A release also says whom it handed the lock to, so
+//! only that waiter tries again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,20 +21,49 @@ pub(crate) struct Channels {
 #[derive(Debug)]
 struct Entry {
     waiters: usize,
-    generation: watch::Sender<u64>,
+    latest: watch::Sender<Handoff>,
+}
+
+/// What a release did with the lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Handoff {
+    /// It is free: any waiter may try.
+    #[default]
+    Free,
+    /// It went to the queued waiter with this owner token.
+    To(Arc<str>),
+}
+
+impl Handoff {
+    /// From a release message's payload: the token it went to, or empty when free.
+    pub(crate) fn from_payload(payload: &[u8]) -> Self {
+        if payload.is_empty() {
+            Self::Free
+        } else {
+            Self::To(String::from_utf8_lossy(payload).into())
+        }
+    }
+
+    /// Whether the waiter with owner `token` should try now.
+    pub(crate) fn invites(&self, token: &str) -> bool {
+        match self {
+            Self::Free => true,
+            Self::To(to) => **to == *token,
+        }
+    }
 }
 
 impl Channels {
     /// Adds a waiter on `channel`; returns its receiver and whether it is the first
     /// (the caller must then subscribe on the server before relying on the watch).
-    pub(crate) fn join(&self, channel: &str) -> (watch::Receiver<u64>, bool) {
+    pub(crate) fn join(&self, channel: &str) -> (watch::Receiver<Handoff>, bool) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.entry(channel.to_owned()).or_insert_with(|| Entry {
             waiters: 0,
-            generation: watch::Sender::new(0),
+            latest: watch::Sender::new(Handoff::Free),
         });
         entry.waiters += 1;
-        (entry.generation.subscribe(), entry.waiters == 1)
+        (entry.latest.subscribe(), entry.waiters == 1)
     }
 
     /// Removes a waiter; returns `true` when it was the last one on `channel` (the caller
@@ -51,11 +81,11 @@ impl Channels {
         false
     }
 
-    /// Wakes every waiter on `channel`.
-    pub(crate) fn notify(&self, channel: &str) {
+    /// Wakes every waiter on `channel` with what the release did.
+    pub(crate) fn notify(&self, channel: &str, handoff: Handoff) {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = entries.get(channel) {
-            entry.generation.send_modify(|generation| *generation += 1);
+            entry.latest.send_replace(handoff);
         }
     }
 
@@ -98,11 +128,19 @@ pub(crate) trait Leave: Send + Sync {
     fn leave(&self, channel: &str);
 }
 
+/// Watches with nothing subscribed on a server just leave the entry.
+impl Leave for Channels {
+    fn leave(&self, channel: &str) {
+        Channels::leave(self, channel);
+    }
+}
+
 /// One waiter's subscription to a lock's releases; leaves the channel on drop.
 pub(crate) struct ReleaseWatch {
-    receiver: watch::Receiver<u64>,
+    receiver: watch::Receiver<Handoff>,
     channel: String,
     owner: Arc<dyn Leave>,
+    inbox: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ReleaseWatch {
@@ -115,7 +153,7 @@ impl std::fmt::Debug for ReleaseWatch {
 
 impl ReleaseWatch {
     pub(crate) fn new(
-        receiver: watch::Receiver<u64>,
+        receiver: watch::Receiver<Handoff>,
         channel: String,
         owner: Arc<dyn Leave>,
     ) -> Self {
@@ -123,13 +161,27 @@ impl ReleaseWatch {
             receiver,
             channel,
             owner,
+            inbox: None,
         }
     }
 
-    /// Completes on the next release since the last call (or since subscribing). Returns
-    /// `false` when notifications stopped (connection lost): do not call it again, re-subscribe.
-    pub(crate) async fn released(&mut self) -> bool {
-        self.receiver.changed().await.is_ok()
+    /// Hand-offs to this waiter arrive on the server channel `inbox` (queue entries name it).
+    pub(crate) fn with_inbox(mut self, inbox: Arc<str>) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// The channel a release hands the lock to this waiter on, when not the lock's own.
+    pub(crate) fn inbox(&self) -> Option<&Arc<str>> {
+        self.inbox.as_ref()
+    }
+
+    /// Completes on the next release since the last call (or since subscribing), with
+    /// the latest release's hand-off. Returns `None` when notifications stopped
+    /// (connection lost): do not call it again, re-subscribe.
+    pub(crate) async fn released(&mut self) -> Option<Handoff> {
+        self.receiver.changed().await.ok()?;
+        Some(self.receiver.borrow_and_update().clone())
     }
 }
 
@@ -148,12 +200,21 @@ mod tests {
         let channels = Channels::default();
         let (mut rx, first) = channels.join("c");
         assert!(first);
-        channels.notify("c");
+        channels.notify("c", Handoff::To("w1".into()));
         // The waiter starts waiting only now, after the release: it still sees it.
         tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed())
             .await
             .expect("the release before the wait was lost")
             .unwrap();
+        assert_eq!(*rx.borrow(), Handoff::To("w1".into()));
+    }
+
+    #[test]
+    fn a_handoff_invites_only_its_waiter() {
+        assert!(Handoff::from_payload(b"").invites("anyone"));
+        let handoff = Handoff::from_payload(b"w1");
+        assert!(handoff.invites("w1"));
+        assert!(!handoff.invites("w2"));
     }
 
     #[test]

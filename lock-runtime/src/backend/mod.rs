@@ -14,7 +14,7 @@ pub(crate) mod redis;
 pub(crate) mod redlock;
 
 mod channels;
-pub(crate) use channels::{Channels, ReleaseWatch};
+pub(crate) use channels::{Channels, Handoff, ReleaseWatch};
 
 /// A boxed, `Send` future: what the object-safe [`Backend`] methods return.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -48,6 +48,18 @@ pub(crate) enum ExtendMode {
     Add,
 }
 
+/// How a waiter stands in a lock's queue (see [`Backend::acquire_queued`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueueSpec {
+    /// The entry is dropped when the waiter has not attempted again for this long (it
+    /// crashed, or lost its connection).
+    pub(crate) alive_for: Duration,
+    /// A release hands the lock to this waiter for this long; unclaimed, it expires.
+    pub(crate) claim_within: Duration,
+    /// Where the release announces the hand-off ([`ReleaseWatch::inbox`]).
+    pub(crate) inbox: Option<std::sync::Arc<str>>,
+}
+
 /// One lock to renew in [`Backend::extend_many`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Renewal<'a> {
@@ -70,8 +82,25 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
         fencing: bool,
     ) -> BoxFuture<'a, Result<Attempt, LockError>>;
 
-    /// Deletes the key if `token` owns it and wakes the waiters; reports whether (and on
-    /// how many servers) it still owned it.
+    /// An attempt of a waiter that subscribed to the lock's releases: like
+    /// [`acquire`](Self::acquire), but a busy attempt also joins (or refreshes its place
+    /// in) the lock's first-in, first-out queue, and a lock a release handed to `token`
+    /// is claimed. Backends without a queue make a plain attempt.
+    fn acquire_queued<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+        ttl: Duration,
+        fencing: bool,
+        queue: &'a QueueSpec,
+    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+        let _ = queue;
+        self.acquire(keys, token, ttl, fencing)
+    }
+
+    /// If `token` owns the key: hands it to the first live queued waiter, or deletes it,
+    /// and publishes which it did. Also takes `token` out of the queue (so a waiter that
+    /// gives up calls it too). Reports whether (and on how many servers) `token` owned it.
     fn release<'a>(
         &'a self,
         keys: &'a LockKeys,
@@ -107,7 +136,9 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>>;
 
     /// Subscribes to the lock's releases. When this returns, every release from then on
-    /// is seen by the watch (so a caller retries *after* subscribing and loses no wake-up).
+    /// is seen by the watch (so a caller retries *after* subscribing and loses no wake-up):
+    /// releases that free the lock and, for queued attempts that name the watch's inbox,
+    /// hand-offs.
     fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>>;
 
     /// Checks that the backend answers.

@@ -11,13 +11,18 @@ use redis::{RedisError, Script};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::channels::Leave;
-use super::{Attempt, Backend, BoxFuture, Channels, ExtendMode, ReleaseWatch, Remaining, Renewal};
+use super::{
+    Attempt, Backend, BoxFuture, Channels, ExtendMode, Handoff, QueueSpec, ReleaseWatch, Remaining,
+    Renewal,
+};
 use crate::LockError;
 use crate::guard::Released;
 use crate::key::LockKeys;
 
-static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+static ACQUIRE_FENCED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/acquire_fenced.lua")));
+static ACQUIRE_QUEUED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/acquire_queued.lua")));
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
@@ -64,6 +69,7 @@ impl RedisBackend {
                 client: client.clone(),
                 server: server.clone(),
                 timeouts,
+                inbox: format!("lock-runtime:inbox:{}", uuid::Uuid::new_v4().simple()).into(),
                 live: Mutex::new(None),
             }),
             client,
@@ -76,6 +82,12 @@ impl RedisBackend {
     /// The server's `host:port`.
     pub(crate) fn server(&self) -> &str {
         &self.server
+    }
+
+    /// Subscribes to the lock's release channel on this server, for waiters that do not
+    /// queue (Redlock): they hear every release that frees the lock.
+    pub(crate) async fn watch_channel(&self, keys: &LockKeys) -> Result<ReleaseWatch, LockError> {
+        PubSubHub::watch(self.hub.clone(), &keys.channel).await
     }
 
     async fn connection(&self) -> Result<ConnectionManager, LockError> {
@@ -169,6 +181,24 @@ fn remaining_from_pttl(pttl: i64) -> Remaining {
     }
 }
 
+/// An acquire reply as an [`Attempt`]: `value` is the fencing token when won, else the
+/// holder's PTTL.
+fn attempt_from(won: bool, value: i64, fencing: bool) -> Attempt {
+    if won {
+        return Attempt::Acquired {
+            fence: fencing.then(|| u64::try_from(value).unwrap_or_default()),
+        };
+    }
+    Attempt::Busy {
+        remaining: match remaining_from_pttl(value) {
+            Remaining::Expires(left) => Some(left),
+            // Gone since the SET: retry at once.
+            Remaining::Free => Some(Duration::ZERO),
+            Remaining::Forever => None,
+        },
+    }
+}
+
 impl Backend for RedisBackend {
     fn acquire<'a>(
         &'a self,
@@ -178,27 +208,57 @@ impl Backend for RedisBackend {
         fencing: bool,
     ) -> BoxFuture<'a, Result<Attempt, LockError>> {
         Box::pin(async move {
-            let mut invocation = ACQUIRE.key(&keys.key);
+            if !fencing {
+                // The common case needs no script: SET NX, and the holder's PTTL in the
+                // same round trip for when it is taken.
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(&keys.key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .cmd("PTTL")
+                    .arg(&keys.key);
+                let mut connection = self.connection().await?;
+                let (set, pttl): (redis::Value, i64) =
+                    bounded(self.timeouts.command, pipe.query_async(&mut connection))
+                        .await
+                        .map_err(|source| backend_error(keys, source))?;
+                return Ok(attempt_from(set != redis::Value::Nil, pttl, false));
+            }
+            let mut invocation = ACQUIRE_FENCED.key(&keys.key);
+            invocation.key(&keys.fence).arg(token).arg(millis(ttl));
+            let (won, value): (i64, i64) = self.run(keys, invocation).await?;
+            Ok(attempt_from(won == 1, value, true))
+        })
+    }
+
+    fn acquire_queued<'a>(
+        &'a self,
+        keys: &'a LockKeys,
+        token: &'a str,
+        ttl: Duration,
+        fencing: bool,
+        queue: &'a QueueSpec,
+    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
+        let Some(inbox) = &queue.inbox else {
+            return self.acquire(keys, token, ttl, fencing);
+        };
+        Box::pin(async move {
+            let mut invocation = ACQUIRE_QUEUED.key(&keys.key);
             invocation
                 .key(&keys.fence)
+                .key(&keys.queue)
+                .key(&keys.waiting)
                 .arg(token)
                 .arg(millis(ttl))
-                .arg(if fencing { "1" } else { "0" });
+                .arg(if fencing { "1" } else { "0" })
+                .arg(millis(queue.alive_for))
+                .arg(millis(queue.claim_within))
+                .arg(&**inbox);
             let (won, value): (i64, i64) = self.run(keys, invocation).await?;
-            Ok(if won == 1 {
-                Attempt::Acquired {
-                    fence: fencing.then(|| u64::try_from(value).unwrap_or_default()),
-                }
-            } else {
-                Attempt::Busy {
-                    remaining: match remaining_from_pttl(value) {
-                        Remaining::Expires(left) => Some(left),
-                        // Gone since the SET: retry at once.
-                        Remaining::Free => Some(Duration::ZERO),
-                        Remaining::Forever => None,
-                    },
-                }
-            })
+            Ok(attempt_from(won == 1, value, fencing))
         })
     }
 
@@ -209,7 +269,11 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<Released, LockError>> {
         Box::pin(async move {
             let mut invocation = RELEASE.key(&keys.key);
-            invocation.arg(token).arg(&keys.channel);
+            invocation
+                .key(&keys.queue)
+                .key(&keys.waiting)
+                .arg(token)
+                .arg(&keys.channel);
             let released: i64 = self.run(keys, invocation).await?;
             Ok(Released::single(released == 1))
         })
@@ -297,8 +361,9 @@ impl Backend for RedisBackend {
         })
     }
 
+    /// Hand-offs arrive on the hub's inbox, so nothing is subscribed per lock.
     fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>> {
-        Box::pin(PubSubHub::watch(self.hub.clone(), &keys.channel))
+        Box::pin(PubSubHub::watch_inbox(self.hub.clone(), &keys.channel))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), LockError>> {
@@ -317,12 +382,16 @@ impl Backend for RedisBackend {
 }
 
 /// The one pub/sub connection of a backend, opened on the first wait and shared by all
-/// waiters; channels are subscribed while at least one waiter watches them.
+/// waiters. It is subscribed to the backend's inbox, where releases hand locks to its
+/// queued waiters, and (for waiters that do not queue) to the release channels at least
+/// one of them watches.
 #[derive(Debug)]
 struct PubSubHub {
     client: redis::Client,
     server: String,
     timeouts: Timeouts,
+    /// `lock-runtime:inbox:<uuid>`, unique to this backend.
+    inbox: Arc<str>,
     /// Also serialises SUBSCRIBE/UNSUBSCRIBE, so a channel's waiter count and the server's
     /// subscription always agree.
     live: Mutex<Option<LiveConnection>>,
@@ -376,13 +445,30 @@ impl Leave for HubLeave {
 }
 
 impl PubSubHub {
-    async fn watch(hub: Arc<Self>, channel: &str) -> Result<ReleaseWatch, LockError> {
-        let mut live = hub.live.lock().await;
+    /// The live connection, opening one (and subscribing the inbox) when there is none.
+    async fn live<'a>(
+        &self,
+        live: &'a mut Option<LiveConnection>,
+    ) -> Result<&'a mut LiveConnection, LockError> {
         let connection = match live.take() {
             Some(connection) if !connection.channels.is_closed() => connection,
-            _ => hub.connect().await?,
+            _ => self.connect().await?,
         };
-        let connection = live.insert(connection);
+        Ok(live.insert(connection))
+    }
+
+    /// A watch of `channel` fed by the inbox: no server round trip once connected.
+    async fn watch_inbox(hub: Arc<Self>, channel: &str) -> Result<ReleaseWatch, LockError> {
+        let mut live = hub.live.lock().await;
+        let channels = hub.live(&mut live).await?.channels.clone();
+        let (receiver, _first) = channels.join(channel);
+        Ok(ReleaseWatch::new(receiver, channel.to_owned(), channels).with_inbox(hub.inbox.clone()))
+    }
+
+    /// A watch of `channel` subscribed on the server.
+    async fn watch(hub: Arc<Self>, channel: &str) -> Result<ReleaseWatch, LockError> {
+        let mut live = hub.live.lock().await;
+        let connection = hub.live(&mut live).await?;
         let channels = connection.channels.clone();
         let (receiver, first) = channels.join(channel);
         if first {
@@ -406,15 +492,20 @@ impl PubSubHub {
     }
 
     async fn connect(&self) -> Result<LiveConnection, LockError> {
+        let connect_error = |source| LockError::Connect {
+            server: self.server.clone(),
+            source,
+        };
         let pubsub = bounded(self.timeouts.connect, self.client.get_async_pubsub())
             .await
-            .map_err(|source| LockError::Connect {
-                server: self.server.clone(),
-                source,
-            })?;
-        let (sink, stream) = pubsub.split();
+            .map_err(connect_error)?;
+        let (mut sink, stream) = pubsub.split();
+        bounded(self.timeouts.command, sink.subscribe(&*self.inbox))
+            .await
+            .map_err(connect_error)?;
         let channels = Arc::new(Channels::default());
-        let reader = tokio::spawn(read_releases(stream, channels.clone())).abort_handle();
+        let reader = tokio::spawn(read_releases(stream, channels.clone(), self.inbox.clone()))
+            .abort_handle();
         Ok(LiveConnection {
             sink,
             channels,
@@ -423,11 +514,22 @@ impl PubSubHub {
     }
 }
 
-/// Wakes the waiters of every message's channel until the connection ends; then wakes
-/// them all for good, so they fall back to timers and re-subscribe.
-async fn read_releases(mut stream: PubSubStream, channels: Arc<Channels>) {
+/// Wakes the waiters of every message's channel (for the inbox: of the channel its
+/// payload names) until the connection ends; then wakes them all for good, so they fall
+/// back to timers and re-subscribe.
+async fn read_releases(mut stream: PubSubStream, channels: Arc<Channels>, inbox: Arc<str>) {
     while let Some(message) = stream.next().await {
-        channels.notify(message.get_channel_name());
+        let payload = message.get_payload_bytes();
+        if message.get_channel_name() != &*inbox {
+            channels.notify(message.get_channel_name(), Handoff::from_payload(payload));
+            continue;
+        }
+        // '<token> <release channel>': the lock went to the waiter with that token.
+        let payload = String::from_utf8_lossy(payload);
+        match payload.split_once(' ') {
+            Some((token, channel)) => channels.notify(channel, Handoff::To(token.into())),
+            None => tracing::debug!(%payload, "malformed hand-off message ignored"),
+        }
     }
     tracing::debug!("pub/sub connection closed; waiters fall back to timers");
     channels.close_all();

@@ -361,7 +361,7 @@ impl Backend for RedlockBackend {
             let mut failures = Vec::new();
             for index in 0..self.servers.len() {
                 let server = &self.servers[(first + index) % self.servers.len()];
-                match tokio::time::timeout(limit, server.watch(keys)).await {
+                match tokio::time::timeout(limit, server.watch_channel(keys)).await {
                     Ok(Ok(watch)) => return Ok(watch),
                     Ok(Err(error)) => {
                         failures.push(format!("{}: {}", server.server(), reason(&error)))

@@ -1,6 +1,7 @@
 //! One contract, two backends: every behaviour here runs against a private
 //! `redis-server` and against the memory backend.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lock_runtime::LockError;
@@ -36,6 +37,9 @@ contract!(
     extend_adds_time,
     fencing_tokens_strictly_increase_across_holders,
     waiter_gets_the_lock_when_it_is_released,
+    waiters_are_served_in_arrival_order,
+    a_release_hands_the_lock_to_a_waiter_before_the_releaser_can_retake_it,
+    a_waiter_that_leaves_the_queue_does_not_hold_up_the_next,
     wait_times_out_with_how_long_it_waited,
     retry_policy_gives_up_after_its_tries,
     run_releases_after_the_work,
@@ -245,6 +249,118 @@ async fn waiter_gets_the_lock_when_it_is_released(fx: Fixture) {
         .unwrap()
         .unwrap();
     assert!(guard.is_held().await.unwrap());
+}
+
+/// Long enough for a spawned waiter to have made its queued attempt.
+const JOIN_QUEUE: Duration = Duration::from_millis(250);
+
+async fn waiters_are_served_in_arrival_order(fx: Fixture) {
+    let holder = fx
+        .locker
+        .lock("fifo")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for arrival in 0..4 {
+        let locker = fx.another_locker();
+        let order = order.clone();
+        waiters.push(tokio::spawn(async move {
+            let guard = locker
+                .lock("fifo")
+                .wait(Duration::from_secs(30))
+                .acquire()
+                .await
+                .unwrap();
+            order.lock().unwrap().push(arrival);
+            assert!(guard.release().await.unwrap());
+        }));
+        tokio::time::sleep(JOIN_QUEUE).await;
+    }
+    assert!(holder.release().await.unwrap());
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(20), waiter)
+            .await
+            .expect("a waiter was never served")
+            .unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+}
+
+async fn a_release_hands_the_lock_to_a_waiter_before_the_releaser_can_retake_it(fx: Fixture) {
+    let holder = fx.locker.lock("handoff").acquire().await.unwrap();
+    let other = fx.another_locker();
+    let waiter = tokio::spawn(async move {
+        other
+            .lock("handoff")
+            .wait(Duration::from_secs(30))
+            .acquire()
+            .await
+    });
+    tokio::time::sleep(JOIN_QUEUE).await;
+    assert!(holder.release().await.unwrap());
+    // The releaser's immediate retry finds the lock taken: it went to the waiter.
+    assert!(
+        fx.locker
+            .lock("handoff")
+            .try_acquire()
+            .await
+            .unwrap()
+            .is_none(),
+        "the releaser barged past the waiter"
+    );
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter never got the lock")
+        .unwrap()
+        .unwrap();
+    assert!(guard.is_held().await.unwrap());
+}
+
+async fn a_waiter_that_leaves_the_queue_does_not_hold_up_the_next(fx: Fixture) {
+    let holder = fx
+        .locker
+        .lock("leave")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let wait_for = |wait: Duration| {
+        let locker = fx.another_locker();
+        tokio::spawn(async move { locker.lock("leave").wait(wait).acquire().await })
+    };
+    // In the queue, in this order: one waiter that is cancelled, one that times out,
+    // and one that stays.
+    let cancelled = wait_for(Duration::from_secs(30));
+    tokio::time::sleep(JOIN_QUEUE).await;
+    let timed_out = wait_for(Duration::from_millis(300));
+    tokio::time::sleep(JOIN_QUEUE).await;
+    let stays = wait_for(Duration::from_secs(30));
+    tokio::time::sleep(JOIN_QUEUE).await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    assert!(matches!(
+        timed_out.await.unwrap(),
+        Err(LockError::WaitTimeout { .. })
+    ));
+    tokio::time::sleep(JOIN_QUEUE).await; // their clean-ups run
+    let released_at = std::time::Instant::now();
+    assert!(holder.release().await.unwrap());
+    let guard = tokio::time::timeout(Duration::from_secs(10), stays)
+        .await
+        .expect("the remaining waiter never got the lock")
+        .unwrap()
+        .unwrap();
+    // Handed to a departed waiter, the lock would sit unclaimed for its claim window
+    // (two poll intervals: 2 s) first.
+    let delay = released_at.elapsed();
+    assert!(
+        delay < Duration::from_millis(1500),
+        "the lock reached the remaining waiter {delay:?} after the release"
+    );
+    assert!(guard.release().await.unwrap());
 }
 
 async fn wait_times_out_with_how_long_it_waited(fx: Fixture) {

@@ -95,6 +95,78 @@ async fn a_killed_holders_lock_frees_itself_after_its_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_waiter_holds_up_the_queue_for_its_claim_window_only() {
+    let fx = Fixture::redis();
+    let mut redis = raw_connection(&fx.url()).await;
+    let queue_length = |redis: redis::aio::MultiplexedConnection| async move {
+        let mut redis = redis;
+        redis::cmd("LLEN")
+            .arg("lock:{dead-waiter}:queue")
+            .query_async::<u64>(&mut redis)
+            .await
+            .unwrap()
+    };
+    let holder = fx
+        .locker
+        .lock("dead-waiter")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    // A waiter process that would keep the lock for 60 s, killed while queued.
+    let mut waiter = Command::new(WORKER)
+        .args(["wait", &fx.url(), "dead-waiter", "60000"])
+        .spawn()
+        .expect("spawn lock-worker");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let redis = redis.clone();
+            async move { queue_length(redis).await == 1 }
+        })
+        .await,
+        "the waiter process never joined the queue"
+    );
+    waiter.kill().unwrap(); // SIGKILL: it cannot leave the queue
+    waiter.wait().unwrap();
+    let other = fx.another_locker();
+    let next = tokio::spawn(async move {
+        let started = Instant::now();
+        let guard = other
+            .lock("dead-waiter")
+            .wait(Duration::from_secs(30))
+            .acquire()
+            .await
+            .unwrap();
+        (guard, started.elapsed())
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let redis = redis.clone();
+            async move { queue_length(redis).await == 2 }
+        })
+        .await
+    );
+    assert!(holder.release().await.unwrap());
+    // Handed to the dead waiter (its entry is still alive) for the claim window of two
+    // poll intervals, not for the 60 s it asked for.
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("lock:{dead-waiter}")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        (1..=2000).contains(&pttl),
+        "PTTL after the hand-off: {pttl}"
+    );
+    let (guard, waited) = tokio::time::timeout(Duration::from_secs(20), next)
+        .await
+        .expect("the live waiter never got the lock")
+        .unwrap();
+    eprintln!("the live waiter got the lock after {waited:?}");
+    assert!(guard.release().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_renew_keeps_a_short_lock_for_longer_than_its_ttl() {
     let fx = Fixture::redis();
     let guard = fx

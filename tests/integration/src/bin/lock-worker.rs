@@ -12,6 +12,9 @@
 //!
 //! `lock-worker hold <url> <lock> <ttl-ms>`: acquires the lock, prints `ACQUIRED`, and
 //! sleeps until killed.
+//!
+//! `lock-worker wait <url> <lock> <ttl-ms>`: waits (up to 60 s) for the lock with that
+//! TTL, then prints `ACQUIRED` and sleeps until killed.
 
 use std::time::Duration;
 
@@ -81,11 +84,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-        ["hold", url, lock, ttl_ms] => {
+        [mode @ ("hold" | "wait"), url, lock, ttl_ms] => {
             let locker = Locker::redis(url)?;
+            let wait = if *mode == "wait" { 60 } else { 0 };
             let _guard = locker
                 .lock(*lock)
                 .ttl(Duration::from_millis(ttl_ms.parse()?))
+                .wait(Duration::from_secs(wait))
                 .acquire()
                 .await?;
             println!("ACQUIRED");
@@ -93,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         _ => Err(
-            "usage: lock-worker count|attr-count|redlock-count <url> <lock> <counter> <n> | hold <url> <lock> <ttl-ms>"
+            "usage: lock-worker count|attr-count|redlock-count <url> <lock> <counter> <n> | hold|wait <url> <lock> <ttl-ms>"
                 .into(),
         ),
     }

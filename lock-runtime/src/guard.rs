@@ -94,7 +94,7 @@ impl Shared {
             held
         });
         if changed {
-            tracing::warn!(key = %self.keys.key, why, "distributed lock lost");
+            tracing::warn!(key = %self.keys.key(), why, "distributed lock lost");
         }
     }
 
@@ -133,7 +133,7 @@ impl fmt::Debug for LockHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lease = *self.shared.lease.borrow();
         f.debug_struct("LockHandle")
-            .field("key", &self.shared.keys.key)
+            .field("key", &self.shared.keys.key())
             .field("fencing_token", &self.shared.fence)
             .field("ttl", &self.shared.ttl)
             .field("state", &lease.state)
@@ -150,7 +150,7 @@ impl LockHandle {
     /// The Redis key holding the lock: the locker's prefix plus the name in a hash tag,
     /// e.g. `lock:{order:42}`.
     pub fn key(&self) -> &str {
-        &self.shared.keys.key
+        self.shared.keys.key()
     }
 
     /// This owner's random token (a UUID v4 from the OS RNG), stored as the key's value.
@@ -214,7 +214,7 @@ impl LockHandle {
             None => {
                 shared.mark_lost("extend found the key expired or owned by someone else");
                 Err(LockError::Lost {
-                    key: shared.keys.key.clone(),
+                    key: shared.keys.key().to_owned(),
                 })
             }
         }
@@ -374,7 +374,7 @@ impl LockGuard {
             }
             Ok(kept.is_some())
         });
-        join_release(task, &self.handle.shared.keys.key).await
+        join_release(task, self.handle.shared.keys.key()).await
     }
 
     /// Gives up ownership without releasing: stops auto-renewal and leaves the key to
@@ -426,7 +426,7 @@ impl Drop for LockGuard {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             shared.mark_released();
             tracing::warn!(
-                key = %shared.keys.key,
+                key = %shared.keys.key(),
                 "lock guard dropped outside a tokio runtime; the key expires with its TTL"
             );
             return;
@@ -434,7 +434,7 @@ impl Drop for LockGuard {
         runtime.spawn(async move {
             if let Err(error) = shared.release().await {
                 tracing::warn!(
-                    key = %shared.keys.key,
+                    key = %shared.keys.key(),
                     %error,
                     "release on drop failed; the key expires with its TTL"
                 );

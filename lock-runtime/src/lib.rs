@@ -54,6 +54,7 @@ mod key;
 mod locker;
 mod renew;
 mod request;
+mod token;
 mod wait;
 
 #[cfg(feature = "testing")]

@@ -320,7 +320,7 @@ impl LockerBuilder {
                     "Redlock server {address} is listed twice; the servers must be independent"
                 )));
             }
-            servers.push(RedisBackend::new(client, self.timeouts()));
+            servers.push(RedisBackend::redlock_member(client, self.timeouts()));
         }
         if let Some(timeout) = self.server_timeout.filter(|timeout| timeout.is_zero()) {
             return Err(LockError::Config(format!(

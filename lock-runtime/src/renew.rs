@@ -156,7 +156,7 @@ async fn renew_batch(backend: &dyn Backend, batch: Vec<Entry>) -> Vec<(Instant, 
                 shared.mark_lost("renewal found the key expired or owned by someone else");
             }
             Err(error) => {
-                tracing::warn!(key = %shared.keys.key, %error, "lock renewal failed; retrying");
+                tracing::warn!(key = %shared.keys.key(), %error, "lock renewal failed; retrying");
                 let retry = (entry.every / 4).max(MIN_RETRY);
                 again.push(((Instant::now() + retry).min(valid_until), entry));
             }

@@ -178,7 +178,7 @@ impl LockRequest {
     /// expires with its TTL.
     pub async fn acquire(self) -> Result<LockGuard, LockError> {
         let (keys, renew_every) = self.validate()?;
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = crate::token::next();
         let backend = self.locker.backend().clone();
         let won = AcquireSpec {
             backend: &backend,
@@ -208,7 +208,7 @@ impl LockRequest {
         if let Some(every) = renew_every {
             self.locker.renewer().register(&shared, every);
         }
-        tracing::debug!(key = %shared.keys.key, fencing_token = ?won.fence, "lock acquired");
+        tracing::debug!(key = %shared.keys.key(), fencing_token = ?won.fence, "lock acquired");
         Ok(LockGuard::new(shared, renew_every.is_some()))
     }
 

@@ -67,11 +67,11 @@ impl Drop for Cleanup<'_> {
                 .map(|released| released.held)
             {
                 Ok(true) => {
-                    tracing::debug!(key = %keys.key, "passed on the lock of a cancelled or given-up acquire")
+                    tracing::debug!(key = %keys.key(), "passed on the lock of a cancelled or given-up acquire")
                 }
                 Ok(false) => {}
                 Err(error) => tracing::debug!(
-                    key = %keys.key,
+                    key = %keys.key(),
                     %error,
                     "cleanup of a cancelled or given-up acquire failed; its key or place in the queue expires"
                 ),
@@ -132,7 +132,7 @@ impl AcquireSpec<'_> {
     }
 
     fn busy(&self, started: Instant, waited_at_all: bool) -> LockError {
-        let key = self.keys.key.clone();
+        let key = self.keys.key().to_owned();
         if waited_at_all {
             LockError::WaitTimeout {
                 key,
@@ -206,7 +206,7 @@ impl AcquireSpec<'_> {
                     }
                     Err(error) => {
                         tracing::warn!(
-                            key = %self.keys.key,
+                            key = %self.keys.key(),
                             %error,
                             "cannot subscribe to lock releases; polling instead"
                         );

@@ -74,15 +74,15 @@ impl State {
     /// when asked for.
     fn take(&mut self, keys: &LockKeys, token: &str, ttl: Duration, fencing: bool) -> Attempt {
         self.held.insert(
-            keys.key.clone(),
+            keys.key().to_owned(),
             Held {
                 token: token.to_owned(),
                 expires_at: Instant::now() + ttl,
             },
         );
-        self.leave_queue(&keys.key, token);
+        self.leave_queue(keys.key(), token);
         let fence = fencing.then(|| {
-            let counter = self.fences.entry(keys.fence.clone()).or_default();
+            let counter = self.fences.entry(keys.fence().to_owned()).or_default();
             *counter += 1;
             *counter
         });
@@ -132,7 +132,7 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Attempt, LockError>> {
         let mut state = self.state();
         let now = Instant::now();
-        let outcome = match state.live(&keys.key) {
+        let outcome = match state.live(keys.key()) {
             Some(held) => Attempt::Busy {
                 remaining: Some(held.expires_at - now),
             },
@@ -151,13 +151,13 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Attempt, LockError>> {
         let mut state = self.state();
         let now = Instant::now();
-        let outcome = match state.live(&keys.key) {
+        let outcome = match state.live(keys.key()) {
             // Free, or handed to us by a release.
             None => state.take(keys, token, ttl, fencing),
             Some(held) if held.token == token => state.take(keys, token, ttl, fencing),
             Some(held) => {
                 let remaining = Some(held.expires_at - now);
-                let entry = state.queues.entry(keys.key.clone()).or_default();
+                let entry = state.queues.entry(keys.key().to_owned()).or_default();
                 let waiting = Waiting {
                     alive_until: now + queue.alive_for,
                     claim_within: queue.claim_within,
@@ -178,12 +178,12 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Released, LockError>> {
         let released = {
             let mut state = self.state();
-            state.leave_queue(&keys.key, token);
-            let owned = state.owned(&keys.key, token).is_some();
-            owned.then(|| match state.next_waiter(&keys.key) {
+            state.leave_queue(keys.key(), token);
+            let owned = state.owned(keys.key(), token).is_some();
+            owned.then(|| match state.next_waiter(keys.key()) {
                 Some((next, claim_within)) => {
                     state.held.insert(
-                        keys.key.clone(),
+                        keys.key().to_owned(),
                         Held {
                             token: next.clone(),
                             expires_at: Instant::now() + claim_within,
@@ -192,14 +192,14 @@ impl Backend for MemoryBackend {
                     Handoff::To(next.into())
                 }
                 None => {
-                    state.held.remove(&keys.key);
+                    state.held.remove(keys.key());
                     Handoff::Free
                 }
             })
         };
         let owned = released.is_some();
         if let Some(handoff) = released {
-            self.channels.notify(&keys.channel, handoff);
+            self.channels.notify(keys.channel(), handoff);
         }
         Box::pin(std::future::ready(Ok(Released::single(owned))))
     }
@@ -213,7 +213,7 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Option<Duration>, LockError>> {
         let mut state = self.state();
         let now = Instant::now();
-        let remaining = state.owned(&keys.key, token).map(|held| {
+        let remaining = state.owned(keys.key(), token).map(|held| {
             let remaining = match mode {
                 ExtendMode::Set => by,
                 ExtendMode::Add => (held.expires_at - now) + by,
@@ -228,13 +228,13 @@ impl Backend for MemoryBackend {
         &'a self,
         keys: &'a LockKeys,
     ) -> BoxFuture<'a, Result<Option<String>, LockError>> {
-        let holder = self.state().live(&keys.key).map(|held| held.token.clone());
+        let holder = self.state().live(keys.key()).map(|held| held.token.clone());
         Box::pin(std::future::ready(Ok(holder)))
     }
 
     fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>> {
         let now = Instant::now();
-        let remaining = match self.state().live(&keys.key) {
+        let remaining = match self.state().live(keys.key()) {
             Some(held) => Remaining::Expires(held.expires_at - now),
             None => Remaining::Free,
         };
@@ -242,11 +242,11 @@ impl Backend for MemoryBackend {
     }
 
     fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>> {
-        let (receiver, _first) = self.channels.join(&keys.channel);
+        let (receiver, _first) = self.channels.join(keys.channel());
         let owner: Arc<dyn Leave> = self.channels.clone();
         Box::pin(std::future::ready(Ok(ReleaseWatch::new(
             receiver,
-            keys.channel.clone(),
+            keys.channel().to_owned(),
             owner,
         ))))
     }

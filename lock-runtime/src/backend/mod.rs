@@ -9,6 +9,7 @@ use crate::LockError;
 use crate::guard::Released;
 use crate::key::LockKeys;
 
+mod batch;
 pub(crate) mod memory;
 pub(crate) mod redis;
 pub(crate) mod redlock;
@@ -24,7 +25,8 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) enum Attempt {
     /// The lock is ours; `fence` is the fencing token when one was asked for.
     Acquired { fence: Option<u64> },
-    /// Another owner holds it; `remaining` is its TTL (`None` when the key has no expiry).
+    /// Another owner holds it; `remaining` is its TTL (`None` when unknown, or when the
+    /// key has no expiry).
     Busy { remaining: Option<Duration> },
 }
 

@@ -10,6 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubS
 use redis::{RedisError, Script};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::batch::{Batcher, Entry, Op};
 use super::channels::Leave;
 use super::{
     Attempt, Backend, BoxFuture, Channels, ExtendMode, Handoff, QueueSpec, ReleaseWatch, Remaining,
@@ -23,8 +24,17 @@ static ACQUIRE_FENCED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/acquire_fenced.lua")));
 static ACQUIRE_QUEUED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/acquire_queued.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/release_fn.lua"),
+        include_str!("scripts/release.lua")
+    ))
+});
+/// The source of the script that combines acquires and releases ([`Batcher`]).
+const BATCH: &str = concat!(
+    include_str!("scripts/release_fn.lua"),
+    include_str!("scripts/batch.lua")
+);
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 static EXTEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend_many.lua")));
@@ -48,6 +58,12 @@ pub(crate) struct RedisBackend {
     timeouts: Timeouts,
     connection: OnceCell<ConnectionManager>,
     hub: Arc<PubSubHub>,
+    /// One server of a Redlock: its waiters do not queue, so a release that frees the
+    /// lock publishes on its channel, and a busy attempt reports the holder's TTL.
+    redlock_member: bool,
+    /// Combines concurrent unfenced acquires and releases (not for Redlock's servers,
+    /// whose calls are bounded per server).
+    batcher: Arc<Batcher>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -76,6 +92,16 @@ impl RedisBackend {
             server,
             timeouts,
             connection: OnceCell::new(),
+            redlock_member: false,
+            batcher: Arc::new(Batcher::new(Script::new(BATCH), false)),
+        }
+    }
+
+    /// One server of a Redlock (see the `redlock_member` field).
+    pub(crate) fn redlock_member(client: redis::Client, timeouts: Timeouts) -> Self {
+        Self {
+            redlock_member: true,
+            ..Self::new(client, timeouts)
         }
     }
 
@@ -87,7 +113,7 @@ impl RedisBackend {
     /// Subscribes to the lock's release channel on this server, for waiters that do not
     /// queue (Redlock): they hear every release that frees the lock.
     pub(crate) async fn watch_channel(&self, keys: &LockKeys) -> Result<ReleaseWatch, LockError> {
-        PubSubHub::watch(self.hub.clone(), &keys.channel).await
+        PubSubHub::watch(self.hub.clone(), keys.channel()).await
     }
 
     async fn connection(&self) -> Result<ConnectionManager, LockError> {
@@ -123,16 +149,45 @@ impl RedisBackend {
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, LockError> {
         let mut connection = self.connection().await?;
-        bounded(
-            self.timeouts.command,
-            invocation.invoke_async(&mut connection),
-        )
-        .await
-        .map_err(|source| backend_error(keys, source))
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|source| backend_error(keys, source))
     }
 }
 
 impl RedisBackend {
+    /// Runs `alone` on the connection, or, when enough requests are outstanding, has
+    /// `op` sent in the next combined call ([`Batcher`]); 1 or 0 either way.
+    async fn combined<F, Fut>(
+        &self,
+        keys: &LockKeys,
+        op: impl FnOnce() -> Op,
+        alone: F,
+    ) -> Result<i64, LockError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<i64>>,
+    {
+        match self.batcher.enter(op) {
+            Entry::Batched(answer) => answer.await.unwrap_or_else(|_| {
+                Err(backend_error(
+                    keys,
+                    RedisError::from(std::io::Error::other(
+                        "the combined call was dropped (is the runtime shutting down?)",
+                    )),
+                ))
+            }),
+            Entry::Alone(mut permit) => {
+                let connection = self.connection().await?;
+                permit.connection(&connection);
+                alone(connection)
+                    .await
+                    .map_err(|source| backend_error(keys, source))
+            }
+        }
+    }
+
     /// Sends one command with the command timeout; `on_error` names what failed.
     async fn query<T: redis::FromRedisValue>(
         &self,
@@ -140,15 +195,13 @@ impl RedisBackend {
         on_error: impl FnOnce(RedisError) -> LockError,
     ) -> Result<T, LockError> {
         let mut connection = self.connection().await?;
-        bounded(self.timeouts.command, command.query_async(&mut connection))
-            .await
-            .map_err(on_error)
+        command.query_async(&mut connection).await.map_err(on_error)
     }
 }
 
 fn backend_error(keys: &LockKeys, source: RedisError) -> LockError {
     LockError::Backend {
-        key: keys.key.clone(),
+        key: keys.key().to_owned(),
         source,
     }
 }
@@ -208,29 +261,44 @@ impl Backend for RedisBackend {
         fencing: bool,
     ) -> BoxFuture<'a, Result<Attempt, LockError>> {
         Box::pin(async move {
-            if !fencing {
-                // The common case needs no script: SET NX, and the holder's PTTL in the
-                // same round trip for when it is taken.
+            if fencing {
+                let mut invocation = ACQUIRE_FENCED.key(keys.key());
+                invocation.key(keys.fence()).arg(token).arg(millis(ttl));
+                let (won, value): (i64, i64) = self.run(keys, invocation).await?;
+                return Ok(attempt_from(won == 1, value, true));
+            }
+            // The common case needs no script: SET NX PX.
+            let mut set = redis::cmd("SET");
+            set.arg(keys.key())
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl));
+            if self.redlock_member {
+                // Redlock's waiters do not queue: they need the holder's TTL now.
                 let mut pipe = redis::pipe();
-                pipe.cmd("SET")
-                    .arg(&keys.key)
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .cmd("PTTL")
-                    .arg(&keys.key);
+                pipe.add_command(set).cmd("PTTL").arg(keys.key());
                 let mut connection = self.connection().await?;
-                let (set, pttl): (redis::Value, i64) =
-                    bounded(self.timeouts.command, pipe.query_async(&mut connection))
-                        .await
-                        .map_err(|source| backend_error(keys, source))?;
+                let (set, pttl): (redis::Value, i64) = pipe
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|source| backend_error(keys, source))?;
                 return Ok(attempt_from(set != redis::Value::Nil, pttl, false));
             }
-            let mut invocation = ACQUIRE_FENCED.key(&keys.key);
-            invocation.key(&keys.fence).arg(token).arg(millis(ttl));
-            let (won, value): (i64, i64) = self.run(keys, invocation).await?;
-            Ok(attempt_from(won == 1, value, true))
+            // A lone server does not ask for the holder's TTL: a waiter's next (queued)
+            // attempt reports it.
+            let op = || Op::Acquire {
+                key: keys.key().to_owned(),
+                token: token.to_owned(),
+                ttl_ms: millis(ttl),
+            };
+            let won = self
+                .combined(keys, op, |mut connection| async move {
+                    let set: redis::Value = set.query_async(&mut connection).await?;
+                    Ok(i64::from(set != redis::Value::Nil))
+                })
+                .await?;
+            Ok(attempt_from(won == 1, -1, false))
         })
     }
 
@@ -246,11 +314,11 @@ impl Backend for RedisBackend {
             return self.acquire(keys, token, ttl, fencing);
         };
         Box::pin(async move {
-            let mut invocation = ACQUIRE_QUEUED.key(&keys.key);
+            let mut invocation = ACQUIRE_QUEUED.key(keys.key());
             invocation
-                .key(&keys.fence)
-                .key(&keys.queue)
-                .key(&keys.waiting)
+                .key(keys.fence())
+                .key(keys.queue())
+                .key(keys.waiting())
                 .arg(token)
                 .arg(millis(ttl))
                 .arg(if fencing { "1" } else { "0" })
@@ -268,13 +336,25 @@ impl Backend for RedisBackend {
         token: &'a str,
     ) -> BoxFuture<'a, Result<Released, LockError>> {
         Box::pin(async move {
-            let mut invocation = RELEASE.key(&keys.key);
+            let mut invocation = RELEASE.key(keys.key());
             invocation
-                .key(&keys.queue)
-                .key(&keys.waiting)
+                .key(keys.queue())
+                .key(keys.waiting())
                 .arg(token)
-                .arg(&keys.channel);
-            let released: i64 = self.run(keys, invocation).await?;
+                .arg(keys.channel())
+                .arg(if self.redlock_member { "1" } else { "0" });
+            let released: i64 = if self.redlock_member {
+                self.run(keys, invocation).await?
+            } else {
+                let op = || Op::Release {
+                    keys: keys.clone(),
+                    token: token.to_owned(),
+                };
+                self.combined(keys, op, |mut connection| async move {
+                    invocation.invoke_async(&mut connection).await
+                })
+                .await?
+            };
             Ok(Released::single(released == 1))
         })
     }
@@ -287,7 +367,7 @@ impl Backend for RedisBackend {
         mode: ExtendMode,
     ) -> BoxFuture<'a, Result<Option<Duration>, LockError>> {
         Box::pin(async move {
-            let mut invocation = EXTEND.key(&keys.key);
+            let mut invocation = EXTEND.key(keys.key());
             invocation.arg(token).arg(millis(by)).arg(match mode {
                 ExtendMode::Set => "set",
                 ExtendMode::Add => "add",
@@ -307,7 +387,7 @@ impl Backend for RedisBackend {
                 let mut invocation = EXTEND_MANY.prepare_invoke();
                 for renewal in chunk {
                     invocation
-                        .key(&renewal.keys.key)
+                        .key(renewal.keys.key())
                         .arg(renewal.token)
                         .arg(millis(renewal.ttl));
                 }
@@ -330,7 +410,7 @@ impl Backend for RedisBackend {
                         let why = error.to_string();
                         outcomes.extend(chunk.iter().map(|renewal| {
                             Err(LockError::Backend {
-                                key: renewal.keys.key.clone(),
+                                key: renewal.keys.key().to_owned(),
                                 source: RedisError::from(std::io::Error::other(why.clone())),
                             })
                         }));
@@ -346,13 +426,13 @@ impl Backend for RedisBackend {
         keys: &'a LockKeys,
     ) -> BoxFuture<'a, Result<Option<String>, LockError>> {
         let mut get = redis::cmd("GET");
-        get.arg(&keys.key);
+        get.arg(keys.key());
         Box::pin(self.query(get, |source| backend_error(keys, source)))
     }
 
     fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>> {
         let mut pttl = redis::cmd("PTTL");
-        pttl.arg(&keys.key);
+        pttl.arg(keys.key());
         Box::pin(async move {
             let pttl: i64 = self
                 .query(pttl, |source| backend_error(keys, source))
@@ -363,7 +443,7 @@ impl Backend for RedisBackend {
 
     /// Hand-offs arrive on the hub's inbox, so nothing is subscribed per lock.
     fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>> {
-        Box::pin(PubSubHub::watch_inbox(self.hub.clone(), &keys.channel))
+        Box::pin(PubSubHub::watch_inbox(self.hub.clone(), keys.channel()))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), LockError>> {

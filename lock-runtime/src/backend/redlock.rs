@@ -125,7 +125,7 @@ impl RedlockBackend {
                 .filter(|left| !left.is_zero()));
         }
         if granted.len() + failures.len() >= self.quorum() && !failures.is_empty() {
-            return Err(self.no_quorum(&keys.key, extended.len(), granted.len(), failures));
+            return Err(self.no_quorum(keys.key(), extended.len(), granted.len(), failures));
         }
         Ok(None)
     }
@@ -197,7 +197,7 @@ impl Backend for RedlockBackend {
             }
             let answered = attempts.len();
             if answered < self.quorum() {
-                return Err(self.no_quorum(&keys.key, answered, granted, failures));
+                return Err(self.no_quorum(keys.key(), answered, granted, failures));
             }
             let holder_left = attempts
                 .iter()
@@ -230,7 +230,7 @@ impl Backend for RedlockBackend {
             let held = servers_held >= self.quorum();
             if !held && servers_held + failures.len() >= self.quorum() {
                 // The servers that did not answer may still hold it: undecided.
-                return Err(self.no_quorum(&keys.key, released.len(), servers_held, failures));
+                return Err(self.no_quorum(keys.key(), released.len(), servers_held, failures));
             }
             Ok(Released {
                 held,
@@ -325,7 +325,7 @@ impl Backend for RedlockBackend {
                 return Ok(Some(token.clone()));
             }
             if holders.len() < self.quorum() {
-                return Err(self.no_quorum(&keys.key, holders.len(), 0, failures));
+                return Err(self.no_quorum(keys.key(), holders.len(), 0, failures));
             }
             Ok(None)
         })
@@ -339,7 +339,7 @@ impl Backend for RedlockBackend {
             let (mut remaining, failures) = split(answers);
             if remaining.len() < self.quorum() {
                 let answered = remaining.len();
-                return Err(self.no_quorum(&keys.key, answered, answered, failures));
+                return Err(self.no_quorum(keys.key(), answered, answered, failures));
             }
             // Held for as long as a quorum of servers still has a key: the quorum-th
             // longest, with "forever" longest and "free" shortest.
@@ -371,7 +371,7 @@ impl Backend for RedlockBackend {
                     }
                 }
             }
-            Err(self.no_quorum(&keys.key, 0, 0, failures))
+            Err(self.no_quorum(keys.key(), 0, 0, failures))
         })
     }
 

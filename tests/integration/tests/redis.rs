@@ -602,3 +602,69 @@ fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
     hold("first-runtime");
     hold("second-runtime");
 }
+
+/// Under load, concurrent acquires and releases are combined into script calls: each one
+/// still means what it says, and acquires whose callers go away leave no lock behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_acquires_and_releases_keep_their_meaning() {
+    let fx = Fixture::redis();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..64 {
+        let locker = fx.locker.clone();
+        tasks.spawn(async move {
+            for round in 0..30 {
+                let name = format!("combined:{task}");
+                let guard = locker.lock(&name).acquire().await.unwrap();
+                assert!(
+                    locker.lock(&name).try_acquire().await.unwrap().is_none(),
+                    "task {task}, round {round}: a held lock was acquired twice"
+                );
+                assert!(guard.release().await.unwrap());
+                assert!(!guard_is_held(&locker, &name).await);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    // Callers that go away while their acquires wait to be combined, or are in flight.
+    for index in 0..300 {
+        let locker = fx.locker.clone();
+        tasks.spawn(async move {
+            let guard = locker
+                .lock(format!("abandoned:{index}"))
+                .ttl(Duration::from_secs(60))
+                .acquire()
+                .await;
+            std::future::pending::<()>().await;
+            drop(guard);
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let mut redis = raw_connection(&fx.url()).await;
+    let left_behind = eventually(Duration::from_secs(10), || {
+        let mut redis = redis.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("lock:{abandoned:*")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            keys.is_empty()
+        }
+    })
+    .await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("lock:{abandoned:*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(left_behind, "locks left behind: {keys:?}");
+}
+
+async fn guard_is_held(locker: &Locker, name: &str) -> bool {
+    locker.is_locked(name).await.unwrap()
+}

@@ -408,10 +408,7 @@ pub(crate) async fn redlock(bench: &Bench) -> Vec<Figure> {
     for _ in 0..ops {
         let started = Instant::now();
         let pings = fan_out.iter_mut().map(|redis| async move {
-            let _: String = redis::cmd("PING")
-                .query_async(redis)
-                .await
-                .expect("PING");
+            let _: String = redis::cmd("PING").query_async(redis).await.expect("PING");
         });
         futures_util::future::join_all(pings).await;
         samples.push(started.elapsed());
@@ -444,7 +441,10 @@ pub(crate) async fn redlock(bench: &Bench) -> Vec<Figure> {
             .target("<= 1.5", ratio <= 1.5),
         Figure::new(
             "redlock",
-            format!("PING to {} servers at once / PING", bench.redlock_urls.len()),
+            format!(
+                "PING to {} servers at once / PING",
+                bench.redlock_urls.len()
+            ),
             floor,
             "ratio",
         ),

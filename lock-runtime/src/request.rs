@@ -75,16 +75,25 @@ impl LockRequest {
     }
 
     /// How long to wait for another owner to release the lock (default: the locker's,
-    /// zero: fail at once with [`LockError::Busy`]). A waiter is woken by the release
-    /// itself (Redis pub/sub), or at the latest when the holder's TTL runs out.
-    /// Replaces an earlier [`retry`](Self::retry).
+    /// zero: fail at once with [`LockError::Busy`]).
+    ///
+    /// Waiters queue first come, first served: a release hands the lock straight to the
+    /// first live waiter and tells only that one (Redis pub/sub, on a channel per
+    /// locker), so the releaser cannot take it back first and no waiter starves. A
+    /// waiter that gives up or is cancelled leaves the queue. A waiter that crashed
+    /// holds up the queue for at most two poll intervals
+    /// ([`LockerBuilder::poll_interval`](crate::LockerBuilder::poll_interval)): the time
+    /// a hand-off waits to be claimed. Without a release (the holder crashed), waiters
+    /// try again when the holder's TTL runs out. With Redlock there is no queue: every
+    /// release wakes every waiter. Replaces an earlier [`retry`](Self::retry).
     pub fn wait(mut self, wait: Duration) -> Self {
         self.policy = WaitPolicy::Wait(wait);
         self
     }
 
     /// The Python original's policy: try, then retry up to `times` more times, sleeping
-    /// `delay` between tries (no pub/sub). Replaces an earlier [`wait`](Self::wait).
+    /// `delay` between tries (no pub/sub, no place in the queue: while others wait with
+    /// [`wait`](Self::wait), releases go to them). Replaces an earlier [`wait`](Self::wait).
     pub fn retry(mut self, times: u32, delay: Duration) -> Self {
         self.policy = WaitPolicy::Retry { times, delay };
         self

@@ -8,7 +8,7 @@
 //! until nothing is pending. Under load this turns hundreds of commands (each a parse,
 //! a reply, a wake-up on both sides) into a few script calls.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
@@ -22,6 +22,13 @@ const IN_FLIGHT: usize = 2;
 
 /// Operations per script call: bounds how long one call blocks the server.
 const PER_CALL: usize = 256;
+
+static BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/release_fn.lua"),
+        include_str!("scripts/batch.lua")
+    ))
+});
 
 /// One operation of a batch, with what it needs to outlive its caller's borrow.
 #[derive(Debug)]
@@ -59,12 +66,11 @@ struct State {
     pending: Vec<Pending>,
 }
 
-/// The combining state of one server's connection.
+/// The combining state of one server's connection. Only a lone server combines, so its
+/// releases never publish frees (see `release_fn.lua`).
+#[derive(Default)]
 pub(crate) struct Batcher {
     state: Mutex<State>,
-    script: Script,
-    /// `'1'` when releases publish frees (see `release.lua`).
-    publish_frees: &'static str,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -101,14 +107,6 @@ impl Drop for Permit {
 }
 
 impl Batcher {
-    pub(crate) fn new(script: Script, publish_frees: bool) -> Self {
-        Self {
-            state: Mutex::default(),
-            script,
-            publish_frees: if publish_frees { "1" } else { "0" },
-        }
-    }
-
     /// Goes alone if few requests are outstanding, or joins the pending batch with `op`.
     pub(crate) fn enter(self: &Arc<Self>, op: impl FnOnce() -> Op) -> Entry {
         let mut state = self.state();
@@ -182,8 +180,8 @@ impl Batcher {
     /// One script call; answers every caller. Returns releases for locks taken for
     /// callers that went away meanwhile.
     async fn send(&self, connection: &mut ConnectionManager, chunk: Vec<Pending>) -> Vec<Pending> {
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(self.publish_frees);
+        let mut invocation = BATCH.prepare_invoke();
+        invocation.arg("0");
         for pending in &chunk {
             match &pending.op {
                 Op::Acquire { key, token, ttl_ms } => {

@@ -35,15 +35,6 @@ pub(crate) enum Handoff {
 }
 
 impl Handoff {
-    /// From a release message's payload: the token it went to, or empty when free.
-    pub(crate) fn from_payload(payload: &[u8]) -> Self {
-        if payload.is_empty() {
-            Self::Free
-        } else {
-            Self::To(String::from_utf8_lossy(payload).into())
-        }
-    }
-
     /// Whether the waiter with owner `token` should try now.
     pub(crate) fn invites(&self, token: &str) -> bool {
         match self {
@@ -211,8 +202,8 @@ mod tests {
 
     #[test]
     fn a_handoff_invites_only_its_waiter() {
-        assert!(Handoff::from_payload(b"").invites("anyone"));
-        let handoff = Handoff::from_payload(b"w1");
+        assert!(Handoff::Free.invites("anyone"));
+        let handoff = Handoff::To("w1".into());
         assert!(handoff.invites("w1"));
         assert!(!handoff.invites("w2"));
     }

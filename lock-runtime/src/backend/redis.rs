@@ -30,11 +30,6 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("scripts/release.lua")
     ))
 });
-/// The source of the script that combines acquires and releases ([`Batcher`]).
-const BATCH: &str = concat!(
-    include_str!("scripts/release_fn.lua"),
-    include_str!("scripts/batch.lua")
-);
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 static EXTEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend_many.lua")));
@@ -93,7 +88,7 @@ impl RedisBackend {
             timeouts,
             connection: OnceCell::new(),
             redlock_member: false,
-            batcher: Arc::new(Batcher::new(Script::new(BATCH), false)),
+            batcher: Arc::default(),
         }
     }
 
@@ -391,16 +386,7 @@ impl Backend for RedisBackend {
                         .arg(renewal.token)
                         .arg(millis(renewal.ttl));
                 }
-                let renewed: Result<Vec<u64>, LockError> = match self.connection().await {
-                    Ok(mut connection) => bounded(
-                        self.timeouts.command,
-                        invocation.invoke_async(&mut connection),
-                    )
-                    .await
-                    .map_err(|source| backend_error(chunk[0].keys, source)),
-                    Err(error) => Err(error),
-                };
-                match renewed {
+                match self.run::<Vec<u64>>(chunk[0].keys, invocation).await {
                     Ok(renewed) => outcomes.extend(
                         renewed
                             .into_iter()
@@ -599,13 +585,13 @@ impl PubSubHub {
 /// back to timers and re-subscribe.
 async fn read_releases(mut stream: PubSubStream, channels: Arc<Channels>, inbox: Arc<str>) {
     while let Some(message) = stream.next().await {
-        let payload = message.get_payload_bytes();
         if message.get_channel_name() != &*inbox {
-            channels.notify(message.get_channel_name(), Handoff::from_payload(payload));
+            // A lock's own channel only hears releases that free it (Redlock's).
+            channels.notify(message.get_channel_name(), Handoff::Free);
             continue;
         }
         // '<token> <release channel>': the lock went to the waiter with that token.
-        let payload = String::from_utf8_lossy(payload);
+        let payload = String::from_utf8_lossy(message.get_payload_bytes());
         match payload.split_once(' ') {
             Some((token, channel)) => channels.notify(channel, Handoff::To(token.into())),
             None => tracing::debug!(%payload, "malformed hand-off message ignored"),

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{LockError, Locker, current};
+use crate::{LockError, Locker, OnLost};
 
 /// The attribute's options, as the macro validated them.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +80,9 @@ impl KeyBuilder {
 }
 
 /// Acquires the lock `name` per `options`, runs `body` under it with the lock as
-/// [`current`], and releases it (honouring `min_hold`).
+/// [`current`](crate::current), and releases it (honouring `min_hold`): the request API's
+/// [`LockRequest::run`](crate::LockRequest::run), with contention mapped to `Skipped`
+/// under `skip`.
 pub async fn run<T, F>(
     locker: Result<Locker, LockError>,
     name: String,
@@ -112,43 +114,20 @@ where
     if options.fencing {
         request = request.fencing();
     }
-    let guard = match request.acquire().await {
-        Ok(guard) => guard,
+    if options.abort_on_lost {
+        request = request.on_lost(OnLost::Abort);
+    }
+    if let Some(min_hold) = options.min_hold {
+        request = request.min_hold(min_hold);
+    }
+    match request.run(|_| body).await {
+        Ok(output) => Outcome::Ran(output),
         Err(error) if options.skip && error.is_contention() => {
             tracing::debug!(%error, "distributed_lock: skipped, another owner holds the lock");
-            return Outcome::Skipped(error);
+            Outcome::Skipped(error)
         }
-        Err(error) => return Outcome::Failed(error),
-    };
-    let handle = guard.handle();
-    let output = if options.abort_on_lost {
-        let lost = handle.lost();
-        current::scope(handle, async move {
-            tokio::select! {
-                biased;
-                () = lost => None,
-                output = body => Some(output),
-            }
-        })
-        .await
-    } else {
-        current::scope(handle, async move { Some(body.await) }).await
-    };
-    let Some(output) = output else {
-        let key = guard.key().to_owned();
-        drop(guard);
-        return Outcome::Failed(LockError::Lost { key });
-    };
-    let released = match options.min_hold {
-        Some(min_hold) => guard.release_after(min_hold).await,
-        None => guard.release().await,
-    };
-    // The body's work is done: its output is returned either way, and a lock that
-    // turned out lost (already logged by the guard) or a failed release is logged.
-    if let Err(error) = released {
-        tracing::warn!(%error, "distributed_lock: release failed; the key expires with its TTL");
+        Err(error) => Outcome::Failed(error),
     }
-    Outcome::Ran(output)
 }
 
 /// The error arm of a function returning `Result<T, E>`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::current;
 use crate::guard::{Lease, LeaseState, LockGuard, LockHandle, Shared};
 use crate::key::LockKeys;
 use crate::wait::{AcquireSpec, WaitPolicy};
@@ -45,6 +46,27 @@ pub struct LockRequest {
     policy: WaitPolicy,
     renew: Renew,
     fencing: bool,
+    on_lost: OnLost,
+    min_hold: Option<Duration>,
+}
+
+/// What [`LockRequest::run`] (and `#[distributed_lock]`) does when the lock is lost while
+/// the work runs: its TTL ran out without a successful renewal, or someone deleted or took
+/// over the key.
+///
+/// Either way the loss is logged at `WARN` and visible to the work through its handle
+/// ([`LockHandle::lost`], [`LockHandle::is_lost`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnLost {
+    /// The work runs to completion and its output is returned (the default). Use it when
+    /// stopping half-way is worse than finishing unprotected; the work can watch
+    /// [`LockHandle::lost`] itself.
+    #[default]
+    Ignore,
+    /// The work is dropped at its next `.await` once the loss is known, and the result is
+    /// [`LockError::Lost`]. Use it when the work must not continue unprotected.
+    Abort,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +86,8 @@ impl LockRequest {
             name,
             renew: Renew::Off,
             fencing: false,
+            on_lost: OnLost::Ignore,
+            min_hold: None,
         }
     }
 
@@ -123,6 +147,22 @@ impl LockRequest {
         self
     }
 
+    /// What [`run`](Self::run) does when the lock is lost while the work runs (default
+    /// [`OnLost::Ignore`]). Has no effect on [`acquire`](Self::acquire).
+    pub fn on_lost(mut self, on_lost: OnLost) -> Self {
+        self.on_lost = on_lost;
+        self
+    }
+
+    /// After [`run`](Self::run)'s work, keep the lock until at least `min_hold` after it
+    /// was acquired (see [`LockGuard::release_after`]): a scheduled job then runs once per
+    /// window even when instances' clocks are skewed. Must not exceed the TTL unless the
+    /// lock is auto-renewed. Has no effect on [`acquire`](Self::acquire).
+    pub fn min_hold(mut self, min_hold: Duration) -> Self {
+        self.min_hold = Some(min_hold);
+        self
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -171,7 +211,18 @@ impl LockRequest {
         {
             return Err(LockError::Config(format!("lock `{}`: {why}", self.name)));
         }
-        Ok((keys, self.renew_interval()?))
+        let renew_every = self.renew_interval()?;
+        if let Some(min_hold) = self.min_hold
+            && renew_every.is_none()
+            && min_hold > self.ttl
+        {
+            return Err(LockError::Config(format!(
+                "lock `{}`: min_hold ({min_hold:?}) is longer than the TTL ({:?}), so the lock \
+                 would expire first; raise the TTL or auto-renew the lock",
+                self.name, self.ttl
+            )));
+        }
+        Ok((keys, renew_every))
     }
 
     /// Acquires the lock, waiting per the request's policy.
@@ -234,12 +285,22 @@ impl LockRequest {
         }
     }
 
-    /// Acquires the lock, runs `work` with a handle to it, and releases it, on every exit
-    /// path: normal return, and (through the guard's drop) panic and cancellation.
+    /// Acquires the lock, runs `work` under it, and releases it, on every exit path:
+    /// normal return, and (through the guard's drop) panic and cancellation. This is the
+    /// one acquire-run-release path: `#[distributed_lock]` expands into it.
     ///
-    /// Returns [`LockError::Lost`] instead of the work's output when the lock turned out
-    /// lost at release (the work ran partly unprotected), and the acquire errors of
-    /// [`acquire`](Self::acquire).
+    /// While `work` runs, the lock is [`current()`](crate::current) for it (and for
+    /// everything it awaits in the same task). After it, the lock is released, or kept
+    /// until [`min_hold`](Self::min_hold) after the acquisition.
+    ///
+    /// If the lock is lost while the work runs, [`on_lost`](Self::on_lost) decides: by
+    /// default ([`OnLost::Ignore`]) the work finishes and its output is returned, and the
+    /// loss is logged; with [`OnLost::Abort`] the work is dropped and the result is
+    /// [`LockError::Lost`]. A release that fails after the work finished is logged too (the
+    /// key then expires with its TTL): the work's output is returned either way.
+    ///
+    /// Errors: those of [`acquire`](Self::acquire), and [`LockError::Lost`] with
+    /// [`OnLost::Abort`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
@@ -249,6 +310,7 @@ impl LockRequest {
     ///     .auto_renew()
     ///     .run(|lock| async move {
     ///         assert!(!lock.is_lost());
+    ///         assert_eq!(lock_runtime::current().unwrap().name(), "report:daily");
     ///         40 + 2
     ///     })
     ///     .await?;
@@ -263,15 +325,38 @@ impl LockRequest {
         F: FnOnce(LockHandle) -> Fut,
         Fut: Future<Output = T>,
     {
+        let (on_lost, min_hold) = (self.on_lost, self.min_hold);
         let guard = self.acquire().await?;
         let handle = guard.handle();
-        let output = work(handle.clone()).await;
-        if guard.release().await? {
-            Ok(output)
-        } else {
-            Err(LockError::Lost {
+        let work = work(handle.clone());
+        let output = match on_lost {
+            OnLost::Ignore => Some(current::scope(handle.clone(), work).await),
+            OnLost::Abort => {
+                let lost = handle.lost();
+                current::scope(handle.clone(), async move {
+                    tokio::select! {
+                        biased;
+                        () = lost => None,
+                        output = work => Some(output),
+                    }
+                })
+                .await
+            }
+        };
+        let Some(output) = output else {
+            drop(guard);
+            return Err(LockError::Lost {
                 key: handle.key().to_owned(),
-            })
+            });
+        };
+        let released = match min_hold {
+            Some(min_hold) => guard.release_after(min_hold).await,
+            None => guard.release().await,
+        };
+        // A lock found lost at release is logged by the guard; a failed release here.
+        if let Err(error) = released {
+            tracing::warn!(key = %handle.key(), %error, "release after the work failed; the key expires with its TTL");
         }
+        Ok(output)
     }
 }

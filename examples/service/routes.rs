@@ -302,7 +302,7 @@ async fn rate_limited(State(state): State<AppState>, Path(user_id): Path<String>
             })))
         }
         None => {
-            let retry_after = state.locker.ttl(&name).await?.unwrap_or(window);
+            let retry_after = state.locker.remaining(&name).await?.unwrap_or(window);
             Err(ApiError {
                 retry_after: Some(retry_after),
                 ..ApiError::new(
@@ -323,7 +323,7 @@ async fn process_batch(State(state): State<AppState>, Path(batch_id): Path<Strin
 
 /// Whether a lock is held, by anyone, and for how much longer.
 async fn lock_status(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    let ttl = state.locker.ttl(&name).await?;
+    let ttl = state.locker.remaining(&name).await?;
     Ok(Json(json!({
         "name": name,
         "locked": ttl.is_some(),

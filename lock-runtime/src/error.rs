@@ -4,57 +4,87 @@ use std::time::Duration;
 
 /// Why a lock operation failed.
 ///
-/// Every variant names the lock (or the server) and says what to do about it, so the
-/// message can go straight into a log or an HTTP error body.
-#[derive(Debug, thiserror::Error)]
+/// `Display` says briefly what happened to which lock (by the name given to
+/// [`Locker::lock`](crate::Locker::lock), not the internal Redis key); the underlying cause,
+/// when there is one, is [`source()`](std::error::Error::source) and is not repeated.
+/// [`is_contention`](Self::is_contention), [`is_unavailable`](Self::is_unavailable) and
+/// [`retry_after`](Self::retry_after) are what an HTTP handler or a retry loop needs:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use lock_runtime::{LockError, Locker};
+///
+/// let locker = Locker::memory();
+/// let _held = locker.lock("order:42").acquire().await.unwrap();
+/// let status = match locker.lock("order:42").acquire().await {
+///     Ok(_guard) => 200,
+///     Err(error) if error.is_contention() => {
+///         // The holder's remaining time, for a `Retry-After` header.
+///         assert!(error.retry_after().is_some());
+///         409
+///     }
+///     Err(error) if error.is_unavailable() => 503,
+///     Err(_) => 500,
+/// };
+/// assert_eq!(status, 409);
+/// # }
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
-    /// Another owner holds the lock and the request was not allowed to wait
-    /// (`wait` is zero, the default).
-    #[error(
-        "lock `{key}` is held by another owner; retry later, or give the request a `wait` to queue for it"
-    )]
+    /// Another owner holds the lock and the request was not allowed to wait (`wait` is
+    /// zero, the default). Retry later, or give the request a `wait` to queue for it.
+    #[error("lock `{name}` is held by another owner")]
     Busy {
-        /// The Redis key of the lock.
-        key: String,
+        /// The lock's name.
+        name: String,
+        /// How long the holder's lease has left, when the attempt learned it.
+        retry_after: Option<Duration>,
     },
 
-    /// The lock stayed held by another owner for the whole wait (or retry) budget.
-    #[error(
-        "lock `{key}` was still held by another owner after waiting {waited:?}; raise `wait` or shorten the holder's critical section"
-    )]
+    /// The lock stayed held by another owner for the whole wait (or retry) budget. Raise
+    /// `wait`, or shorten the holder's critical section.
+    #[error("lock `{name}` was still held by another owner after waiting {waited:?}")]
     WaitTimeout {
-        /// The Redis key of the lock.
-        key: String,
+        /// The lock's name.
+        name: String,
         /// How long the request waited before giving up.
         waited: Duration,
+        /// How long the holder's lease had left at the last attempt, when known.
+        retry_after: Option<Duration>,
     },
 
-    /// The lock was held by this owner but is not any more: it expired (renewal failed or
-    /// the TTL ran out) or something else deleted or overwrote the key.
-    #[error(
-        "lock `{key}` was lost: it expired or was taken over before the owner was done; use auto-renewal or a longer TTL, and treat work done since as unprotected"
-    )]
+    /// The lock was held by this owner but is not any more: it expired (renewal failed
+    /// or the TTL ran out) or something else deleted or overwrote the key. Work done since
+    /// was not protected; auto-renewal or a longer TTL keeps it from expiring.
+    #[error("lock `{name}` was lost before its owner was done")]
     Lost {
-        /// The Redis key of the lock.
-        key: String,
+        /// The lock's name.
+        name: String,
     },
 
-    /// No locker was given and no process-wide default is set.
-    #[error(
-        "no locker configured: call `lock_runtime::set_default(Locker::from_env()?)` at startup, or pass `locker = ...` to the attribute"
-    )]
+    /// A task asked for a lock it already holds; waiting for itself would never end.
+    /// Opt in to re-entry with [`LockRequest::reentrant`](crate::LockRequest::reentrant).
+    #[error("lock `{name}` is already held by this task")]
+    Reentrant {
+        /// The lock's name.
+        name: String,
+    },
+
+    /// No locker was given and no process-wide default is set: call
+    /// [`set_default`](crate::set_default) at startup, or pass `locker = ...` to the
+    /// attribute.
+    #[error("no locker configured (lock_runtime::set_default was not called)")]
     NotConfigured,
 
-    /// Invalid input: an empty lock name, a zero TTL, a renew interval not below the TTL,
-    /// an unparsable URL, fencing on a backend that cannot fence, and so on.
+    /// Invalid input: an empty lock name, a zero or huge TTL, a renew interval not below
+    /// the TTL, an unparsable URL, fencing on a backend that cannot fence, and so on. The
+    /// message says what to change.
     #[error("invalid lock configuration: {0}")]
     Config(String),
 
-    /// The Redis server could not be reached (refused, timed out, bad credentials).
-    #[error(
-        "cannot connect to Redis at {server}: {source}; check that redis-server is running there and the URL is right"
-    )]
+    /// The Redis server could not be reached (refused, timed out, TLS failed).
+    #[error("cannot connect to Redis at {server}")]
     Connect {
         /// The server's address, with any password removed.
         server: String,
@@ -63,29 +93,40 @@ pub enum LockError {
         source: redis::RedisError,
     },
 
-    /// A Redis command for this lock failed (connection dropped, timeout, server error).
-    /// The lock's state on the server is unknown; any key this owner may have set expires
-    /// with its TTL and is also deleted by a best-effort cleanup.
-    #[error("Redis command for lock `{key}` failed: {source}")]
+    /// The server refused this client: a wrong user name or password (`WRONGPASS`), none
+    /// given where one is required (`NOAUTH`), or an ACL that does not allow a command,
+    /// key or channel the lock needs (`NOPERM`; the crate docs list what it needs).
+    #[error("Redis at {server} denied access")]
+    Auth {
+        /// The server's address, with any password removed.
+        server: String,
+        /// The server's answer.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A Redis command for this lock failed (connection dropped, timeout, server error such
+    /// as out of memory). The lock's state on the server is unknown; a key this owner may
+    /// have set expires with its TTL and is also deleted by a best-effort cleanup.
+    #[error("a Redis command for lock `{name}` failed")]
     Backend {
-        /// The Redis key of the lock.
-        key: String,
+        /// The lock's name (empty for an operation on no lock, such as `ping`).
+        name: String,
         /// The underlying error.
         #[source]
         source: redis::RedisError,
     },
 
     /// Redlock: fewer than a quorum (a majority) of the servers answered in time, so the
-    /// operation could not be decided. Says how many answered, how many granted, and why
-    /// the others failed.
+    /// operation could not be decided.
     #[error(
-        "no quorum for {}: {answered} of {servers} Redis servers answered and {granted} granted, {needed} needed; {}",
-        subject(key),
-        failures.join("; ")
+        "no quorum for {}: {answered} of {servers} servers answered, {granted} granted, {needed} needed ({})",
+        subject(name.as_deref()),
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     Quorum {
-        /// The Redis key of the lock (empty for `ping`).
-        key: String,
+        /// The lock's name (`None` for `ping`).
+        name: Option<String>,
         /// How many servers the lock lives on.
         servers: usize,
         /// How many must agree: `servers / 2 + 1`.
@@ -94,36 +135,139 @@ pub enum LockError {
         answered: usize,
         /// How many granted the operation (held, extended or released the lock for this owner).
         granted: usize,
-        /// `server: reason` for each server that did not answer.
-        failures: Vec<String>,
+        /// Why each server that did not answer failed.
+        failures: Vec<ServerFailure>,
     },
 }
 
-fn subject(key: &str) -> String {
-    if key.is_empty() {
-        "ping".to_owned()
-    } else {
-        format!("lock `{key}`")
-    }
+/// Why one server of a Redlock did not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerFailure {
+    /// No answer within the per-server timeout.
+    #[error("{server}: no answer within {after:?}")]
+    Timeout {
+        /// The server's address.
+        server: String,
+        /// The per-server timeout.
+        after: Duration,
+    },
+    /// The server failed the operation.
+    #[error("{server}: {source}")]
+    Failed {
+        /// The server's address.
+        server: String,
+        /// What it failed with.
+        source: redis::RedisError,
+    },
+    /// The operation could not be sent to the server.
+    #[error("{server}: {reason}")]
+    Unusable {
+        /// The server's address.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn subject(name: Option<&str>) -> String {
+    name.map_or_else(|| "ping".to_owned(), |name| format!("lock `{name}`"))
 }
 
 impl LockError {
     /// `true` for the two contention outcomes, [`Busy`](Self::Busy) and
-    /// [`WaitTimeout`](Self::WaitTimeout): another owner holds the lock. Everything else is a
-    /// failure of this process or of the backend.
+    /// [`WaitTimeout`](Self::WaitTimeout): another owner holds the lock. An HTTP service
+    /// answers 409 (or 429, 503 with `Retry-After`).
     pub fn is_contention(&self) -> bool {
         matches!(self, Self::Busy { .. } | Self::WaitTimeout { .. })
     }
 
-    /// The lock's Redis key, for the variants that concern one lock.
-    pub fn key(&self) -> Option<&str> {
+    /// `true` when the lock service could not decide: the server is unreachable, timed
+    /// out or failed the command, or a Redlock quorum did not answer. Worth a retry after
+    /// a pause; an HTTP service answers 503.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. } | Self::Backend { .. } | Self::Quorum { .. }
+        )
+    }
+
+    /// How long the holder's lease had left, for contention errors where the attempt
+    /// learned it: a fair `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Busy { key }
-            | Self::WaitTimeout { key, .. }
-            | Self::Lost { key }
-            | Self::Backend { key, .. } => Some(key),
-            Self::Quorum { key, .. } => (!key.is_empty()).then_some(key.as_str()),
-            Self::NotConfigured | Self::Config(_) | Self::Connect { .. } => None,
+            Self::Busy { retry_after, .. } | Self::WaitTimeout { retry_after, .. } => *retry_after,
+            _ => None,
         }
+    }
+
+    /// The name of the lock the error concerns, if it concerns one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Busy { name, .. }
+            | Self::WaitTimeout { name, .. }
+            | Self::Lost { name }
+            | Self::Reentrant { name } => Some(name),
+            Self::Backend { name, .. } => (!name.is_empty()).then_some(name.as_str()),
+            Self::Quorum { name, .. } => name.as_deref(),
+            Self::NotConfigured | Self::Config(_) | Self::Connect { .. } | Self::Auth { .. } => {
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn io_error() -> redis::RedisError {
+        redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }
+
+    #[test]
+    fn display_names_the_lock_and_leaves_the_cause_to_source() {
+        let error = LockError::Backend {
+            name: "order:42".into(),
+            source: io_error(),
+        };
+        let message = error.to_string();
+        assert_eq!(message, "a Redis command for lock `order:42` failed");
+        assert!(error.source().is_some());
+        assert!(!message.contains("lock:{"), "{message}");
+    }
+
+    #[test]
+    fn helpers_classify() {
+        let busy = LockError::Busy {
+            name: "a".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert!(busy.is_contention() && !busy.is_unavailable());
+        assert_eq!(busy.retry_after(), Some(Duration::from_secs(3)));
+        let down = LockError::Connect {
+            server: "127.0.0.1:1".into(),
+            source: io_error(),
+        };
+        assert!(down.is_unavailable() && !down.is_contention());
+        assert_eq!(down.retry_after(), None);
+        let quorum = LockError::Quorum {
+            name: None,
+            servers: 3,
+            needed: 2,
+            answered: 1,
+            granted: 1,
+            failures: vec![ServerFailure::Timeout {
+                server: "a:1".into(),
+                after: Duration::from_millis(5),
+            }],
+        };
+        assert!(quorum.is_unavailable());
+        assert_eq!(
+            quorum.to_string(),
+            "no quorum for ping: 1 of 3 servers answered, 1 granted, 2 needed (a:1: no answer within 5ms)"
+        );
+        assert_eq!(LockError::NotConfigured.name(), None);
     }
 }

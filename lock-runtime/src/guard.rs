@@ -6,137 +6,49 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::LockError;
-use crate::backend::{Backend, ExtendMode};
-use crate::key::LockKeys;
+use crate::backend::ReleaseReport;
+use crate::lease::HeldLock;
+use crate::{LockError, millis};
 
-/// Where a held lock stands, as far as this process knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LeaseState {
-    /// Held until `valid_until` unless renewed or extended.
-    Held,
-    /// Known lost: an owner check failed, or the lease ran out.
-    Lost,
-    /// Given up by its owner (released or dropped).
-    Released,
-}
-
-/// The lease of a held lock, measured on this process's monotonic clock.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Lease {
-    /// The lock is surely held until this instant (it was granted or extended for
-    /// `ttl` by a request sent no earlier than `valid_until - ttl`).
-    pub(crate) valid_until: Instant,
-    pub(crate) state: LeaseState,
-}
-
-/// What a release found: whether this owner still held the lock, and on how many of the
-/// servers (one for a single server or memory; N for Redlock, where the lock was held
-/// when a quorum still had it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Released {
-    /// The lock was still this owner's (on a quorum of servers, for Redlock) and is now
-    /// released. `false`: it had expired or been taken, so the work done under it was not
-    /// fully protected.
-    pub held: bool,
-    /// How many servers still held the key for this owner and deleted it.
-    pub servers_held: usize,
-    /// How many servers the lock lives on.
-    pub servers: usize,
-}
-
-impl Released {
-    /// The outcome on a backend with one server.
-    pub(crate) fn single(held: bool) -> Self {
-        Self {
-            held,
-            servers_held: usize::from(held),
-            servers: 1,
-        }
-    }
-}
-
-/// Everything a guard, its handles and its renewal task share.
-pub(crate) struct Shared {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) keys: LockKeys,
-    pub(crate) name: String,
-    pub(crate) token: String,
-    pub(crate) fence: Option<u64>,
-    pub(crate) ttl: Duration,
-    pub(crate) acquired_at: Instant,
-    pub(crate) lease: watch::Sender<Lease>,
-}
-
-impl Shared {
-    /// Records that the lock is held until `valid_until`, unless it was lost or released.
-    pub(crate) fn renewed(&self, valid_until: Instant) {
-        self.lease.send_if_modified(|lease| {
-            let held = lease.state == LeaseState::Held;
-            if held {
-                lease.valid_until = valid_until;
-            }
-            held
-        });
-    }
-
-    /// Marks the lease lost (once) and logs it; later calls do nothing.
-    pub(crate) fn mark_lost(&self, why: &str) {
-        let changed = self.lease.send_if_modified(|lease| {
-            let held = lease.state == LeaseState::Held;
-            if held {
-                lease.state = LeaseState::Lost;
-            }
-            held
-        });
-        if changed {
-            tracing::warn!(key = %self.keys.key(), why, "distributed lock lost");
-        }
-    }
-
-    /// Deletes the key if this owner still holds it, and records the outcome: a key found
-    /// expired or taken marks the lease lost (and logs it); otherwise it is given up.
-    async fn release(&self) -> Result<Released, LockError> {
-        let released = self.backend.release(&self.keys, &self.token).await;
-        if let Ok(Released { held: false, .. }) = released {
-            self.mark_lost("at release the key had expired or had another owner");
-        }
-        self.mark_released();
-        released
-    }
-
-    fn mark_released(&self) {
-        self.lease.send_if_modified(|lease| {
-            let held = lease.state == LeaseState::Held;
-            if held {
-                lease.state = LeaseState::Released;
-            }
-            held
-        });
-    }
-}
-
-/// A cheap, cloneable view of a held lock: read its key and fencing token, extend it,
+/// A cheap, cloneable view of a held lock: read its name and fencing token, extend it,
 /// watch for its loss. It does not own the lock: the [`LockGuard`] releases it.
 ///
-/// [`LockGuard`] dereferences to this type, so every method here is available on the guard.
+/// [`LockGuard`] dereferences to this type, so every method here is available on the
+/// guard. The typical use of a handle is racing the protected work against
+/// [`lost`](Self::lost):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// use lock_runtime::Locker;
+///
+/// let locker = Locker::memory();
+/// let guard = locker.lock("report:daily").ttl(Duration::from_secs(30)).auto_renew().acquire().await?;
+/// let handle = guard.handle();
+/// let work = async { 40 + 2 };
+/// let answer = tokio::select! {
+///     answer = work => answer,
+///     () = handle.lost() => return Err(lock_runtime::LockError::Lost { name: handle.name().into() }),
+/// };
+/// assert_eq!(answer, 42);
+/// assert!(guard.release().await?);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct LockHandle {
-    pub(crate) shared: Arc<Shared>,
+    lock: Arc<HeldLock>,
 }
 
 impl fmt::Debug for LockHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lease = *self.shared.lease.borrow();
         f.debug_struct("LockHandle")
-            .field("key", &self.shared.keys.key())
-            .field("fencing_token", &self.shared.fence)
-            .field("ttl", &self.shared.ttl)
-            .field("state", &lease.state)
+            .field("name", &self.name())
+            .field("key", &self.key())
+            .field("fencing_token", &self.fencing_token())
+            .field("ttl", &self.ttl())
+            .field("state", &self.lock.state())
             .finish_non_exhaustive()
     }
 }
@@ -144,53 +56,52 @@ impl fmt::Debug for LockHandle {
 impl LockHandle {
     /// The lock's name, as given to [`Locker::lock`](crate::Locker::lock).
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.lock.name()
     }
 
     /// The Redis key holding the lock: the locker's prefix plus the name in a hash tag,
-    /// e.g. `lock:{order:42}`.
+    /// e.g. `lock:{order:42}` (a `%` or `}` in the name is percent-encoded).
     pub fn key(&self) -> &str {
-        self.shared.keys.key()
+        self.lock.keys().key()
     }
 
-    /// This owner's random token (a UUID v4 from the OS RNG), stored as the key's value.
-    /// A resource can use it for check-and-set fencing.
+    /// This owner's token, stored as the key's value: a per-process random prefix (122
+    /// bits from the operating system) and a counter, unique to this acquisition.
     pub fn token(&self) -> &str {
-        &self.shared.token
+        self.lock.token()
     }
 
     /// The fencing token, when the request asked for [`fencing`](crate::LockRequest::fencing):
     /// it grows strictly with every acquisition of this lock, across owners and processes.
-    /// Pass it to the resource and have it reject writes with a smaller token.
+    /// Pass it to the resource and have it reject writes with a smaller token. See the
+    /// crate docs ("Fencing") for what the guarantee assumes.
     pub fn fencing_token(&self) -> Option<u64> {
-        self.shared.fence
+        self.lock.fence()
     }
 
     /// The TTL the lock was acquired with (and that auto-renewal restores).
     pub fn ttl(&self) -> Duration {
-        self.shared.ttl
+        self.lock.ttl()
     }
 
     /// How long ago the lock was acquired.
     pub fn held_for(&self) -> Duration {
-        self.shared.acquired_at.elapsed()
+        self.lock.acquired_at().elapsed()
     }
 
     /// How long the lock is still surely held, on this process's monotonic clock
-    /// (measured from when the last acquire, extend or renewal was *sent*). Zero once lost.
+    /// (measured from when the last acquire, extend or renewal was *sent*, less the
+    /// backend's drift margin). Zero once lost or released.
     pub fn remaining(&self) -> Duration {
-        let lease = *self.shared.lease.borrow();
-        match lease.state {
-            LeaseState::Held => lease.valid_until.saturating_duration_since(Instant::now()),
-            LeaseState::Lost | LeaseState::Released => Duration::ZERO,
-        }
+        self.lock.remaining()
     }
 
     /// Adds `by` to the lock's remaining time, if this owner still holds it.
     ///
     /// Returns [`LockError::Lost`] (and marks the lock lost) when the key expired or has
-    /// another owner, and [`LockError::Backend`] when Redis did not answer (the lock may
-    /// or may not have been extended; the guard keeps counting from the older lease).
+    /// another owner, [`LockError::Config`] for a zero or huge `by`, and
+    /// [`LockError::Backend`] when Redis did not answer (the lock may or may not have been
+    /// extended; the guard keeps counting from the older lease).
     ///
     /// Cancellation: dropping the future may or may not extend the lock; this process
     /// then keeps assuming the shorter lease, which is the safe side.
@@ -200,42 +111,20 @@ impl LockHandle {
                 "extend(by) needs a positive duration".into(),
             ));
         }
-        let shared = &self.shared;
-        let sent_at = Instant::now();
-        match shared
-            .backend
-            .extend(&shared.keys, &shared.token, by, ExtendMode::Add)
-            .await?
-        {
-            Some(remaining) => {
-                shared.renewed(sent_at + remaining);
-                Ok(())
-            }
-            None => {
-                shared.mark_lost("extend found the key expired or owned by someone else");
-                Err(LockError::Lost {
-                    key: shared.keys.key().to_owned(),
-                })
-            }
-        }
+        millis::check("extend(by)", by, Duration::from_millis(1)).map_err(LockError::Config)?;
+        self.lock.extend(by).await
     }
 
     /// Asks the backend whether this owner still holds the lock (one round trip).
     pub async fn is_held(&self) -> Result<bool, LockError> {
-        let shared = &self.shared;
-        let holder = shared.backend.holder(&shared.keys).await?;
-        Ok(holder.as_deref() == Some(shared.token.as_str()))
+        let holder = self.lock.backend().holder(self.lock.keys()).await?;
+        Ok(holder.as_deref() == Some(self.token()))
     }
 
     /// Whether the lock is known lost: an extend or renewal found another owner, or the
     /// lease ran out without a successful renewal. Does not ask the backend.
     pub fn is_lost(&self) -> bool {
-        let lease = *self.shared.lease.borrow();
-        match lease.state {
-            LeaseState::Lost => true,
-            LeaseState::Held => Instant::now() >= lease.valid_until,
-            LeaseState::Released => false,
-        }
+        self.lock.is_lost()
     }
 
     /// A future that completes when the lock is known lost (see [`is_lost`](Self::is_lost)).
@@ -244,52 +133,54 @@ impl LockHandle {
     /// protects, e.g. with `tokio::select!`. It never completes once the lock has been
     /// released by its owner.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut lease = self.shared.lease.subscribe();
-        async move {
-            loop {
-                let current = *lease.borrow_and_update();
-                match current.state {
-                    LeaseState::Lost => return,
-                    LeaseState::Released => std::future::pending::<()>().await,
-                    LeaseState::Held => {}
-                }
-                tokio::select! {
-                    changed = lease.changed() => {
-                        if changed.is_err() {
-                            // Every handle is gone: the lock was given up, not lost.
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    () = tokio::time::sleep_until(current.valid_until) => {
-                        let now = *lease.borrow();
-                        if now.state == LeaseState::Held && now.valid_until <= Instant::now() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
+        self.lock.lost()
     }
+}
+
+/// What the guard's `Drop` still has to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Release the lock.
+    Release,
+    /// Keep the key until this instant (a `release_after` in progress), then let it go.
+    KeepUntil(Instant),
+    /// Nothing: released, kept or handed on.
+    Nothing,
 }
 
 /// Owns a held lock and releases it.
 ///
-/// Release it with [`release`](Self::release) to learn whether it was still held. Dropping
-/// the guard also releases it, without blocking: Drop stops the renewal and spawns a
-/// best-effort release on the current tokio runtime (outside a runtime it does nothing,
-/// and the key expires with its TTL).
+/// Release it with [`release`](Self::release) to learn whether it was still held.
+/// Dropping the guard also releases it, without blocking: `Drop` stops the renewal and
+/// spawns the release on the current tokio runtime (outside a runtime it does nothing,
+/// and the key expires with its TTL). The guard dereferences to [`LockHandle`] for the
+/// name, fencing token, extend and loss.
 ///
-/// The guard dereferences to [`LockHandle`] for the key, fencing token, extend and loss.
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// use lock_runtime::Locker;
+///
+/// let locker = Locker::memory();
+/// let guard = locker.lock("invoice:7").fencing().acquire().await?;
+/// assert_eq!(guard.name(), "invoice:7");
+/// let token = guard.fencing_token().expect("asked for one"); // pass it to the resource
+/// guard.extend(Duration::from_secs(60)).await?;               // a long step ahead
+/// assert!(guard.remaining() > Duration::from_secs(60));
+/// assert!(guard.release().await?, "held until the release");
+/// # let _ = token; Ok(()) }
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped; bind it: `let guard = ...`"]
 pub struct LockGuard {
     handle: LockHandle,
     auto_renew: bool,
-    finished: bool,
+    pending: Pending,
 }
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
+            .field("name", &self.handle.name())
             .field("key", &self.handle.key())
             .field("fencing_token", &self.handle.fencing_token())
             .field("auto_renew", &self.auto_renew)
@@ -307,21 +198,21 @@ impl Deref for LockGuard {
 }
 
 impl LockGuard {
-    pub(crate) fn new(shared: Arc<Shared>, auto_renew: bool) -> Self {
+    pub(crate) fn new(lock: Arc<HeldLock>, auto_renew: bool) -> Self {
         Self {
-            handle: LockHandle { shared },
+            handle: LockHandle { lock },
             auto_renew,
-            finished: false,
+            pending: Pending::Release,
         }
     }
 
-    /// A cloneable view of this lock (key, token, extend, loss) that does not own it.
+    /// A cloneable view of this lock (name, token, extend, loss) that does not own it.
     pub fn handle(&self) -> LockHandle {
         self.handle.clone()
     }
 
-    /// Releases the lock: deletes the key if this owner still holds it, and wakes the
-    /// waiters. Stops auto-renewal first.
+    /// Releases the lock: deletes the key if this owner still holds it (or hands it to
+    /// the first waiter in its queue). Stops auto-renewal first.
     ///
     /// Returns `Ok(true)` when it released the lock, `Ok(false)` when the lock had
     /// already expired or been taken by another owner (so the work done under it was not
@@ -331,28 +222,29 @@ impl LockGuard {
     /// Cancellation: dropping this future before it completes still releases the lock,
     /// through the guard's `Drop`.
     pub async fn release(self) -> Result<bool, LockError> {
-        self.release_report().await.map(|released| released.held)
+        self.release_report().await.map(|report| report.held)
     }
 
     /// Like [`release`](Self::release), but also says on how many servers the lock was
     /// still held: with Redlock, how close it came to being lost.
-    pub async fn release_report(mut self) -> Result<Released, LockError> {
-        // Inline (no task to spawn and join); if this future is dropped before the answer,
-        // the guard is dropped with it and its `Drop` releases instead.
-        let released = self.handle.shared.release().await;
-        self.finished = true;
-        released
+    pub async fn release_report(mut self) -> Result<ReleaseReport, LockError> {
+        // Inline: if this future is dropped before the answer, the guard is dropped with
+        // it and its `Drop` releases again (quietly, if the first release got through).
+        let report = self.handle.lock.release().await;
+        self.pending = Pending::Nothing;
+        report
     }
 
     /// Releases the lock, but not before `min_hold` has passed since it was acquired: if
-    /// less has passed, the key's expiry is shortened to the remainder instead of deleting
-    /// it, so no other instance can take the lock (and repeat a scheduled job) until then.
+    /// less has passed, the key's expiry is set to the remainder (rounded up to whole
+    /// milliseconds, so never deleted early) instead of deleting it, so no other instance
+    /// can take the lock (and repeat a scheduled job) until then.
     ///
     /// Returns what [`release`](Self::release) returns; `Ok(true)` also when the key was
     /// left to expire at the end of `min_hold`.
     ///
-    /// Cancellation: the work runs in a spawned task (the `Drop` fallback would delete the
-    /// key instead of keeping it for `min_hold`), so dropping this future still completes it.
+    /// Cancellation: dropping this future still completes it through the guard's `Drop`,
+    /// which keeps the key until the same instant.
     pub async fn release_after(mut self, min_hold: Duration) -> Result<bool, LockError> {
         let Some(left) = min_hold
             .checked_sub(self.held_for())
@@ -360,21 +252,10 @@ impl LockGuard {
         else {
             return self.release().await;
         };
-        self.finished = true;
-        let shared = self.handle.shared.clone();
-        let task = tokio::spawn(async move {
-            let kept = shared
-                .backend
-                .extend(&shared.keys, &shared.token, left, ExtendMode::Set)
-                .await?;
-            if kept.is_some() {
-                shared.mark_released();
-            } else {
-                shared.mark_lost("at release the key had expired or had another owner");
-            }
-            Ok(kept.is_some())
-        });
-        join_release(task, self.handle.shared.keys.key()).await
+        self.pending = Pending::KeepUntil(Instant::now() + left.min(millis::MAX));
+        let kept = self.handle.lock.release_after(left.min(millis::MAX)).await;
+        self.pending = Pending::Nothing;
+        kept
     }
 
     /// Gives up ownership without releasing: stops auto-renewal and leaves the key to
@@ -394,52 +275,41 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn keep(mut self) {
-        self.finished = true;
-        self.handle.shared.mark_released();
-    }
-}
-
-/// Awaits a spawned release; a dropped caller does not cancel it.
-async fn join_release<T>(
-    task: tokio::task::JoinHandle<Result<T, LockError>>,
-    key: &str,
-) -> Result<T, LockError> {
-    match task.await {
-        Ok(released) => released,
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(_) => Err(LockError::Backend {
-            key: key.to_owned(),
-            source: redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "the tokio runtime shut down before the release completed; the key expires with its TTL",
-            )),
-        }),
+        self.pending = Pending::Nothing;
+        self.handle.lock.keep();
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if self.finished {
+        let pending = std::mem::replace(&mut self.pending, Pending::Nothing);
+        if pending == Pending::Nothing {
             return;
         }
-        let shared = self.handle.shared.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            shared.mark_released();
-            tracing::warn!(
-                key = %shared.keys.key(),
-                "lock guard dropped outside a tokio runtime; the key expires with its TTL"
-            );
-            return;
-        };
-        runtime.spawn(async move {
-            if let Err(error) = shared.release().await {
+        let lock = self.handle.lock.clone();
+        let spawned = crate::runtime::spawn(async move {
+            let outcome = match pending {
+                Pending::KeepUntil(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    lock.release_after(left).await.map(drop)
+                }
+                _ => lock.release().await.map(drop),
+            };
+            if let Err(error) = outcome {
                 tracing::warn!(
-                    key = %shared.keys.key(),
+                    lock = %lock.name(),
                     %error,
                     "release on drop failed; the key expires with its TTL"
                 );
             }
         });
+        if !spawned {
+            self.handle.lock.keep();
+            tracing::warn!(
+                lock = %self.handle.name(),
+                "lock guard dropped outside a tokio runtime; the key expires with its TTL"
+            );
+        }
     }
 }
 

@@ -1,55 +1,103 @@
-//! Lock names to Redis keys.
+//! A lock's names on the server: its key, fencing counter, queue of waiters and
+//! notification channel.
+//!
+//! Every name is the key plus a suffix, and the key puts the whole lock name inside a hash
+//! tag (`lock:{order:42}`), so all of one lock's keys and channels hash to the same Redis
+//! Cluster slot and every script touches one slot. The tag is the text between the first
+//! `{` and the next `}`, so a `}` inside a name would cut it short (and `{}` would make it
+//! empty): names are encoded so the tag is always the whole name, and two different names
+//! never share a key. The prefix may not contain braces at all, or it would choose the
+//! slot instead of the name.
 
 use crate::LockError;
 
-/// The Redis names that belong to one lock, in one allocation.
-///
-/// The lock name sits inside a hash tag (`{...}`), so the lock key, its fencing counter,
-/// its queue of waiters and its release channel hash to the same Redis Cluster slot.
+/// The lock's name and its server-side names, in one allocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LockKeys {
-    /// The names one after the other, in the order of [`SUFFIXES`].
+    /// The lock's name, then the server-side names in the order of [`SUFFIXES`].
     names: String,
-    /// Where each name ends in `names`.
+    /// Where the lock's name ends in `names`.
+    name_end: usize,
+    /// Where each server-side name ends in `names`.
     ends: [usize; SUFFIXES.len()],
 }
 
 /// What each name adds to the lock key.
-const SUFFIXES: [&str; 5] = ["", ":fence", ":released", ":queue", ":waiting"];
+const SUFFIXES: [&str; 5] = ["", ":fence", ":queue", ":waiting", ":released"];
+
+/// Checks a key prefix: it must not contain a hash tag's braces.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), LockError> {
+    if prefix.contains(['{', '}']) {
+        return Err(LockError::Config(format!(
+            "the key prefix `{prefix}` contains `{{` or `}}`; they would choose the Redis Cluster \
+             slot of every lock instead of the lock's name"
+        )));
+    }
+    Ok(())
+}
+
+/// `name` with `%` and `}` percent-encoded, so that it can sit whole inside a hash tag and
+/// stays distinct from every other name. Most names are returned unchanged.
+fn encode(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains(['%', '}']) {
+        return name.into();
+    }
+    let mut encoded = String::with_capacity(name.len() + 8);
+    for char in name.chars() {
+        match char {
+            '%' => encoded.push_str("%25"),
+            '}' => encoded.push_str("%7D"),
+            other => encoded.push(other),
+        }
+    }
+    encoded.into()
+}
 
 impl LockKeys {
-    /// Builds the keys of the lock `name` under `prefix`; an empty name is a
-    /// [`LockError::Config`].
+    /// The names of the lock `name` under `prefix`; an empty name is a
+    /// [`LockError::Config`]. The prefix was checked by [`check_prefix`].
     pub(crate) fn new(prefix: &str, name: &str) -> Result<Self, LockError> {
         if name.is_empty() {
             return Err(LockError::Config(
                 "the lock name is empty; name the resource, e.g. `order:42`".into(),
             ));
         }
-        Ok(Self::build(&[prefix, "{", name, "}"]))
+        Ok(Self::build(name, &[prefix, "{", &encode(name), "}"]))
     }
 
-    /// The names that belong to the lock key `key`.
-    pub(crate) fn for_key(key: &str) -> Self {
-        Self::build(&[key])
-    }
-
-    fn build(key_parts: &[&str]) -> Self {
+    fn build(name: &str, key_parts: &[&str]) -> Self {
         let key_len: usize = key_parts.iter().map(|part| part.len()).sum();
-        let total = SUFFIXES.iter().map(|suffix| key_len + suffix.len()).sum();
+        let total = name.len()
+            + SUFFIXES
+                .iter()
+                .map(|suffix| key_len + suffix.len())
+                .sum::<usize>();
         let mut names = String::with_capacity(total);
+        names.push_str(name);
+        let name_end = names.len();
         let mut ends = [0; SUFFIXES.len()];
         for (end, suffix) in ends.iter_mut().zip(SUFFIXES) {
             key_parts.iter().for_each(|part| names.push_str(part));
             names.push_str(suffix);
             *end = names.len();
         }
-        Self { names, ends }
+        Self {
+            names,
+            name_end,
+            ends,
+        }
     }
 
     fn name(&self, index: usize) -> &str {
-        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        let start = index
+            .checked_sub(1)
+            .map_or(self.name_end, |before| self.ends[before]);
         &self.names[start..self.ends[index]]
+    }
+
+    /// The lock's name, as the user gave it.
+    pub(crate) fn lock_name(&self) -> &str {
+        &self.names[..self.name_end]
     }
 
     /// `{prefix}{{name}}`: holds the owner token, with a PX expiry.
@@ -57,25 +105,67 @@ impl LockKeys {
         self.name(0)
     }
 
-    /// `{key}:fence`: the fencing counter, INCR'd on every fenced acquire, no expiry.
+    /// `{key}:fence`: the last fencing token issued, expiring with the lock's lease.
     pub(crate) fn fence(&self) -> &str {
         self.name(1)
     }
 
-    /// `{key}:released`: the pub/sub channel releases that free the lock publish to.
-    pub(crate) fn channel(&self) -> &str {
+    /// `{key}:queue`: a sorted set of waiting owner tokens, scored by arrival time.
+    pub(crate) fn queue(&self) -> &str {
         self.name(2)
     }
 
-    /// `{key}:queue`: a list of waiting owner tokens, in arrival order.
-    pub(crate) fn queue(&self) -> &str {
+    /// `{key}:waiting`: a hash of waiting owner tokens to their entries (see `queue`).
+    pub(crate) fn waiting(&self) -> &str {
         self.name(3)
     }
 
-    /// `{key}:waiting`: a hash of waiting owner tokens to `alive-until-ms:claim-ms:inbox`.
-    pub(crate) fn waiting(&self) -> &str {
+    /// `{key}:released`: the channel a release publishes on when waiters listen per lock
+    /// (Redlock: frees; Cluster: hand-offs, on sharded pub/sub).
+    pub(crate) fn channel(&self) -> &str {
         self.name(4)
     }
+
+    /// The Redis Cluster hash slot of every name of this lock.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the Cluster backend uses it (next step)")
+    )]
+    pub(crate) fn slot(&self) -> u16 {
+        slot(self.key())
+    }
+}
+
+/// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of its hash tag, modulo 16384.
+pub(crate) fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes
+        .iter()
+        .position(|&byte| byte == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            rest.iter()
+                .position(|&byte| byte == b'}')
+                .filter(|&close| close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(bytes);
+    crc16(tagged) % 16384
+}
+
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
 }
 
 #[cfg(test)]
@@ -85,18 +175,58 @@ mod tests {
     #[test]
     fn keys_share_a_hash_tag() {
         let keys = LockKeys::new("lock:", "order:42").unwrap();
+        assert_eq!(keys.lock_name(), "order:42");
         assert_eq!(keys.key(), "lock:{order:42}");
         assert_eq!(keys.fence(), "lock:{order:42}:fence");
-        assert_eq!(keys.channel(), "lock:{order:42}:released");
         assert_eq!(keys.queue(), "lock:{order:42}:queue");
         assert_eq!(keys.waiting(), "lock:{order:42}:waiting");
-        assert_eq!(LockKeys::for_key("lock:{order:42}"), keys);
+        assert_eq!(keys.channel(), "lock:{order:42}:released");
+        let slot = keys.slot();
+        for name in [keys.fence(), keys.queue(), keys.waiting(), keys.channel()] {
+            assert_eq!(super::slot(name), slot, "{name}");
+        }
     }
 
     #[test]
-    fn empty_name_is_a_config_error() {
+    fn the_hash_tag_is_always_the_whole_name() {
+        // The tag of the encoded key is the encoded name, never empty or cut at a `}`.
+        for name in ["}", "{}", "a}b", "a{b}c", "}{", "100%", "%7D", "x}}", "é}ü"] {
+            let keys = LockKeys::new("lock:", name).unwrap();
+            let key = keys.key();
+            let tag = &key["lock:{".len()..key.len() - 1];
+            assert!(!tag.is_empty() && !tag.contains('}'), "{name} -> {key}");
+            assert_eq!(keys.slot(), crc16(tag.as_bytes()) % 16384, "{name}");
+        }
+    }
+
+    #[test]
+    fn different_names_never_share_a_key() {
+        let names = [
+            "a}b", "a%7Db", "a%b", "a%25b", "a}", "a%7D", "%", "%25", "}",
+        ];
+        let keys: std::collections::HashSet<String> = names
+            .iter()
+            .map(|name| LockKeys::new("lock:", name).unwrap().key().to_owned())
+            .collect();
+        assert_eq!(keys.len(), names.len(), "{keys:?}");
+    }
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from `CLUSTER KEYSLOT` on Redis 7.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("123456789"), 12739);
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}")); // an empty tag hashes the whole key
+        assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+    }
+
+    #[test]
+    fn empty_name_and_braced_prefix_are_config_errors() {
         let err = LockKeys::new("lock:", "").unwrap_err();
         assert!(matches!(err, LockError::Config(_)), "{err}");
         assert!(err.to_string().contains("empty"));
+        assert!(check_prefix("app{1}:").is_err());
+        assert!(check_prefix("app:lock:").is_ok());
     }
 }

@@ -45,15 +45,24 @@
 //! - `testing`: the [`testing`] module, a private `redis-server` for tests.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Layers, each using only the ones above it in this list (ARCHITECTURE.md):
 mod backend;
+mod builder;
 mod current;
-mod default;
+mod driver;
 mod error;
+mod global;
 mod guard;
 mod key;
+mod lease;
 mod locker;
+mod millis;
+mod notify;
+mod queue;
 mod renew;
 mod request;
+mod runtime;
+mod scripts;
 mod token;
 mod wait;
 
@@ -67,9 +76,11 @@ pub mod __private;
 #[cfg(feature = "macros")]
 pub use lock_macros::distributed_lock;
 
+pub use backend::ReleaseReport;
+pub use builder::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, LockerBuilder};
 pub use current::current;
-pub use default::{default_locker, set_default};
-pub use error::LockError;
-pub use guard::{LockGuard, LockHandle, Released};
-pub use locker::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, Locker, LockerBuilder};
+pub use error::{LockError, ServerFailure};
+pub use global::{default_locker, set_default};
+pub use guard::{LockGuard, LockHandle};
+pub use locker::Locker;
 pub use request::{LockRequest, OnLost};

@@ -1,92 +1,142 @@
 //! Auto-renewal, batched: one task per [`Locker`](crate::Locker) renews every held lock
-//! that asked for it. Renewals that fall due together go to the backend as one batch (one
-//! script call per few hundred locks on Redis), so 10,000 held locks cost a handful of
-//! round trips per interval, not 10,000 tasks and 10,000 round trips.
+//! that asked for it (and claims every lock handed over by a release). Renewals that fall
+//! due together go to the backend as one batch (one script call per few hundred locks on
+//! Redis), so 10,000 held locks cost a handful of round trips per interval.
+//!
+//! # Behavior
+//!
+//! - The schedule lives in the renewer, not in its task: if the task's runtime shuts
+//!   down (even mid-batch), the next registration starts a task on the current runtime
+//!   and it picks up every lock, renewing overdue ones at once.
+//! - A renewal never shortens a key's expiry (an `extend` beyond the TTL stays), and a
+//!   lock whose release began is not renewed; a renewal already in flight is awaited by
+//!   the release.
+//! - A failed renewal is retried every quarter interval until the lease runs out; then,
+//!   or when the key is found gone or taken, the lease is marked lost (`lost()` fires).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Renewal};
-use crate::guard::{LeaseState, Shared};
+use crate::lease::HeldLock;
+use crate::runtime::RuntimeAlive;
 
 /// The shortest pause between renewal attempts after a failure.
 const MIN_RETRY: Duration = Duration::from_millis(10);
 
 /// One lock to keep alive.
+#[derive(Clone)]
 struct Entry {
-    shared: Weak<Shared>,
-    every: Duration,
+    lock: Weak<HeldLock>,
+    /// `None`: claim a handed-over lock once (extend it to its TTL), then stop.
+    every: Option<Duration>,
 }
 
-/// The renewal service of one locker; starts its task on first use.
+#[derive(Default)]
+struct Schedule {
+    due: BTreeMap<(Instant, u64), Entry>,
+    sequence: u64,
+}
+
+impl Schedule {
+    fn insert(&mut self, at: Instant, entry: Entry) -> bool {
+        self.sequence += 1;
+        let earliest = self
+            .due
+            .first_key_value()
+            .is_none_or(|((first, _), _)| at < *first);
+        self.due.insert((at, self.sequence), entry);
+        earliest
+    }
+}
+
+struct Shared {
+    backend: Arc<Backend>,
+    schedule: Mutex<Schedule>,
+    /// Wakes the task when an entry earlier than its sleep arrives.
+    wake: Notify,
+}
+
+impl Shared {
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The renewal service of one locker.
 pub(crate) struct Renewer {
-    backend: Arc<dyn Backend>,
-    queue: Mutex<Option<mpsc::UnboundedSender<(Instant, Entry)>>>,
+    shared: Arc<Shared>,
+    /// The runtime the task runs on.
+    task: Mutex<Option<RuntimeAlive>>,
 }
 
 impl Renewer {
-    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+    pub(crate) fn new(backend: Arc<Backend>) -> Self {
         Self {
-            backend,
-            queue: Mutex::new(None),
+            shared: Arc::new(Shared {
+                backend,
+                schedule: Mutex::default(),
+                wake: Notify::new(),
+            }),
+            task: Mutex::new(None),
         }
     }
 
-    /// Renews `shared` every `every` from its acquisition until its lease is given up,
-    /// lost, or its guard and handles are gone.
-    pub(crate) fn register(&self, shared: &Arc<Shared>, every: Duration) {
-        let due = shared.acquired_at + every;
-        let mut entry = (
-            due,
-            Entry {
-                shared: Arc::downgrade(shared),
-                every,
-            },
-        );
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = queue.as_ref() {
-            match sender.send(entry) {
-                Ok(()) => return,
-                // The task's runtime shut down (another test's, say): start a new one here.
-                Err(mpsc::error::SendError(returned)) => entry = returned,
-            }
+    /// Renews `lock` every `every` from `first` on until it is given up, lost, or its
+    /// guard and handles are gone; with `every` `None`, extends it once at `first`.
+    pub(crate) fn register(&self, lock: &Arc<HeldLock>, first: Instant, every: Option<Duration>) {
+        let entry = Entry {
+            lock: Arc::downgrade(lock),
+            every,
+        };
+        if self.shared.schedule().insert(first, entry) {
+            self.shared.wake.notify_one();
         }
-        let (sender, receiver) = mpsc::unbounded_channel();
-        sender.send(entry).ok();
-        tokio::spawn(run(self.backend.clone(), receiver));
-        *queue = Some(sender);
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if task.as_ref().is_none_or(|alive| !alive.is_alive()) {
+            *task = RuntimeAlive::current();
+            crate::runtime::spawn(run(self.shared.clone()));
+        }
     }
 }
 
-/// The renewal task: sleeps until the earliest renewal is due, renews every lock due
-/// within the next tenth of its interval in one batch, and reschedules them.
-async fn run(backend: Arc<dyn Backend>, mut incoming: mpsc::UnboundedReceiver<(Instant, Entry)>) {
-    let mut due: BTreeMap<(Instant, u64), Entry> = BTreeMap::new();
-    let mut sequence = 0_u64;
-    let mut open = true;
+impl Drop for Renewer {
+    /// Lets an idle task see that its locker is gone.
+    fn drop(&mut self) {
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The renewal task: sleeps until the earliest entry is due, renews every entry due
+/// within the next tenth of its interval in one batch, and reschedules them. Ends when
+/// its locker is gone and no lock is left to renew.
+async fn run(shared: Arc<Shared>) {
     loop {
-        let next = due.first_key_value().map(|((at, _), _)| *at);
-        if next.is_none() && !open {
+        let next = shared
+            .schedule()
+            .due
+            .first_key_value()
+            .map(|((at, _), _)| *at);
+        if next.is_none() && Arc::strong_count(&shared) == 1 {
             return;
         }
+        let woken = shared.wake.notified();
         tokio::select! {
-            received = incoming.recv(), if open => match received {
-                Some((at, entry)) => {
-                    sequence += 1;
-                    due.insert((at, sequence), entry);
-                }
-                None => open = false,
-            },
-            () = sleep_until(next) => {
-                let batch = take_due(&mut due, Instant::now());
-                for (at, entry) in renew_batch(backend.as_ref(), batch).await {
-                    sequence += 1;
-                    due.insert((at, sequence), entry);
-                }
+            () = woken => continue,
+            () = sleep_until(next) => {}
+        }
+        let batch = take_due(&mut shared.schedule(), Instant::now());
+        let again = renew_batch(&shared.backend, &batch).await;
+        let mut schedule = shared.schedule();
+        for ((key, entry), at) in batch.into_iter().zip(again) {
+            schedule.due.remove(&key);
+            if let Some(at) = at {
+                schedule.insert(at, entry);
             }
         }
     }
@@ -99,68 +149,76 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Removes the entries due now, or within a tenth of their interval (renewing a little
-/// early costs nothing and lets renewals that fall due close together share a batch).
-fn take_due(due: &mut BTreeMap<(Instant, u64), Entry>, now: Instant) -> Vec<Entry> {
+/// The entries due now, or within a tenth of their interval (renewing a little early
+/// costs nothing and lets renewals that fall due close together share a batch). They stay
+/// in the schedule until their batch is answered, so a task that dies mid-batch loses none.
+fn take_due(schedule: &mut Schedule, now: Instant) -> Vec<((Instant, u64), Entry)> {
     let mut batch = Vec::new();
-    while let Some(entry) = due.first_entry() {
-        let (at, _) = *entry.key();
-        if at > now + entry.get().every / 10 {
+    for (key, entry) in &schedule.due {
+        let early = entry.every.map_or(Duration::ZERO, |every| every / 10);
+        if key.0 > now + early {
             break;
         }
-        batch.push(entry.remove());
+        batch.push((*key, entry.clone()));
     }
     batch
 }
 
-/// Renews the locks of `batch` that are still held; returns the entries to schedule again.
-async fn renew_batch(backend: &dyn Backend, batch: Vec<Entry>) -> Vec<(Instant, Entry)> {
-    let now = Instant::now();
+/// Clears the in-flight mark of locks whose renewal never got its answer (the task was
+/// dropped mid-batch).
+struct InFlight(Vec<Arc<HeldLock>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for lock in &self.0 {
+            lock.renewal_abandoned();
+        }
+    }
+}
+
+/// Renews the locks of `batch` that are still held; returns when to renew each again
+/// (`None`: drop it from the schedule).
+async fn renew_batch(backend: &Backend, batch: &[((Instant, u64), Entry)]) -> Vec<Option<Instant>> {
+    let mut again = vec![None; batch.len()];
     let mut live = Vec::with_capacity(batch.len());
-    for entry in batch {
-        let Some(shared) = entry.shared.upgrade() else {
+    for (index, (_, entry)) in batch.iter().enumerate() {
+        let Some(lock) = entry.lock.upgrade() else {
             continue;
         };
-        let lease = *shared.lease.borrow();
-        if lease.state != LeaseState::Held {
-            continue;
+        if let Some(valid_until) = lock.renewal_begins() {
+            live.push((index, lock, valid_until));
         }
-        if now >= lease.valid_until {
-            shared.mark_lost("the lease ran out while renewals failed");
-            continue;
-        }
-        live.push((entry, shared, lease.valid_until));
     }
     if live.is_empty() {
-        return Vec::new();
+        return again;
     }
+    let mut in_flight = InFlight(live.iter().map(|(_, lock, _)| lock.clone()).collect());
     let renewals: Vec<Renewal<'_>> = live
         .iter()
-        .map(|(_, shared, _)| Renewal {
-            keys: &shared.keys,
-            token: &shared.token,
-            ttl: shared.ttl,
+        .map(|(_, lock, _)| Renewal {
+            keys: lock.keys(),
+            token: lock.token(),
+            ttl: lock.ttl(),
         })
         .collect();
     let sent_at = Instant::now();
     let outcomes = backend.extend_many(&renewals).await;
     drop(renewals);
-    let mut again = Vec::with_capacity(live.len());
-    for ((entry, shared, valid_until), outcome) in live.into_iter().zip(outcomes) {
-        match outcome {
-            Ok(Some(remaining)) => {
-                shared.renewed(sent_at + remaining);
-                again.push((sent_at + entry.every, entry));
-            }
-            Ok(None) => {
-                shared.mark_lost("renewal found the key expired or owned by someone else");
-            }
-            Err(error) => {
-                tracing::warn!(key = %shared.keys.key(), %error, "lock renewal failed; retrying");
-                let retry = (entry.every / 4).max(MIN_RETRY);
-                again.push(((Instant::now() + retry).min(valid_until), entry));
-            }
+    // Answered: `renewal_ends` settles every lock below.
+    in_flight.0.clear();
+    for ((index, lock, valid_until), outcome) in live.iter().zip(outcomes) {
+        if !lock.renewal_ends(sent_at, &outcome) {
+            continue;
         }
+        let every = batch[*index].1.every;
+        again[*index] = match (&outcome, every) {
+            (Ok(_), Some(every)) => Some(sent_at + every),
+            (Ok(_), None) => None,
+            (Err(_), every) => {
+                let retry = every.map_or(MIN_RETRY, |every| (every / 4).max(MIN_RETRY));
+                Some((Instant::now() + retry).min(*valid_until))
+            }
+        };
     }
     again
 }

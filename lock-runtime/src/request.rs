@@ -1,19 +1,14 @@
 //! The request builder returned by [`Locker::lock`](crate::Locker::lock).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::current;
-use crate::guard::{Lease, LeaseState, LockGuard, LockHandle, Shared};
+use crate::guard::{LockGuard, LockHandle};
 use crate::key::LockKeys;
-use crate::wait::{AcquireSpec, WaitPolicy};
-use crate::{LockError, Locker};
-
-/// The longest TTL accepted: about 34 years, far inside Redis's PX range.
-const MAX_TTL: Duration = Duration::from_millis(1 << 40);
+use crate::lease::{Grant, HeldLock};
+use crate::wait::{Acquire, WaitPolicy};
+use crate::{LockError, Locker, millis};
 
 /// A lock request: set the TTL, the wait policy, renewal and fencing, then
 /// [`acquire`](Self::acquire), [`try_acquire`](Self::try_acquire) or [`run`](Self::run).
@@ -33,7 +28,7 @@ const MAX_TTL: Duration = Duration::from_millis(1 << 40);
 ///     .fencing()
 ///     .acquire()
 ///     .await?;
-/// assert_eq!(guard.fencing_token(), Some(1));
+/// assert!(guard.fencing_token().is_some());
 /// assert!(guard.release().await?);
 /// # Ok(()) }
 /// ```
@@ -168,6 +163,10 @@ impl LockRequest {
         &self.name
     }
 
+    fn config_error(&self, problem: impl std::fmt::Display) -> LockError {
+        LockError::Config(format!("lock `{}`: {problem}", self.name))
+    }
+
     fn renew_interval(&self) -> Result<Option<Duration>, LockError> {
         let interval = match self.renew {
             Renew::Off => return Ok(None),
@@ -175,52 +174,48 @@ impl LockRequest {
             Renew::Every(interval) => interval,
         };
         if interval.is_zero() {
-            return Err(LockError::Config(format!(
-                "lock `{}`: the renew interval must be positive",
-                self.name
-            )));
+            return Err(self.config_error("the renew interval must be positive"));
         }
         if interval >= self.ttl {
-            return Err(LockError::Config(format!(
-                "lock `{}`: the renew interval ({interval:?}) must be shorter than the TTL ({:?}); \
+            return Err(self.config_error(format_args!(
+                "the renew interval ({interval:?}) must be shorter than the TTL ({:?}); \
                  a third of the TTL is a good choice",
-                self.name, self.ttl
+                self.ttl
             )));
         }
         Ok(Some(interval))
     }
 
+    /// Checks every input where it enters: no later step can fail on it or overflow.
     fn validate(&self) -> Result<(LockKeys, Option<Duration>), LockError> {
         let keys = LockKeys::new(self.locker.prefix(), &self.name)?;
-        if self.ttl < Duration::from_millis(1) {
-            return Err(LockError::Config(format!(
-                "lock `{}`: the TTL must be at least 1 ms (got {:?})",
-                self.name, self.ttl
-            )));
+        let one_ms = Duration::from_millis(1);
+        millis::check("the TTL", self.ttl, one_ms).map_err(|problem| self.config_error(problem))?;
+        let backend = self.locker.backend();
+        if let Some(problem) = backend.refuse_ttl(self.ttl) {
+            return Err(self.config_error(problem));
         }
-        if self.ttl > MAX_TTL {
-            return Err(LockError::Config(format!(
-                "lock `{}`: the TTL {:?} is too long; use at most {MAX_TTL:?} (and auto-renewal for long work)",
-                self.name, self.ttl
-            )));
+        match self.policy {
+            WaitPolicy::Wait(wait) => millis::check("the wait", wait, Duration::ZERO),
+            WaitPolicy::Retry { delay, .. } => {
+                millis::check("the retry delay", delay, Duration::ZERO)
+            }
         }
-        if let Some(why) = self
-            .fencing
-            .then(|| self.locker.backend().fencing_refusal())
-            .flatten()
-        {
-            return Err(LockError::Config(format!("lock `{}`: {why}", self.name)));
+        .map_err(|problem| self.config_error(problem))?;
+        if let Some(why) = self.fencing.then(|| backend.fencing_refusal()).flatten() {
+            return Err(self.config_error(why));
         }
         let renew_every = self.renew_interval()?;
-        if let Some(min_hold) = self.min_hold
-            && renew_every.is_none()
-            && min_hold > self.ttl
-        {
-            return Err(LockError::Config(format!(
-                "lock `{}`: min_hold ({min_hold:?}) is longer than the TTL ({:?}), so the lock \
-                 would expire first; raise the TTL or auto-renew the lock",
-                self.name, self.ttl
-            )));
+        if let Some(min_hold) = self.min_hold {
+            millis::check("min_hold", min_hold, Duration::ZERO)
+                .map_err(|problem| self.config_error(problem))?;
+            if renew_every.is_none() && min_hold > self.ttl {
+                return Err(self.config_error(format_args!(
+                    "min_hold ({min_hold:?}) is longer than the TTL ({:?}), so the lock would \
+                     expire first; raise the TTL or auto-renew the lock",
+                    self.ttl
+                )));
+            }
         }
         Ok((keys, renew_every))
     }
@@ -228,20 +223,21 @@ impl LockRequest {
     /// Acquires the lock, waiting per the request's policy.
     ///
     /// Errors: [`LockError::Busy`] (held, no wait), [`LockError::WaitTimeout`] (still held
-    /// when the wait or retries ran out), [`LockError::Config`] (empty name, zero TTL,
-    /// renew interval not below the TTL), [`LockError::Connect`] / [`LockError::Backend`]
-    /// (Redis unreachable or failing).
+    /// when the wait or retries ran out), [`LockError::Config`] (empty name, zero or huge
+    /// TTL, renew interval not below the TTL, ...), [`LockError::Connect`] /
+    /// [`LockError::Auth`] / [`LockError::Backend`] (Redis unreachable, refusing or
+    /// failing).
     ///
     /// Cancellation: dropping the future at any point leaves no lock behind. If it is
-    /// dropped while an acquire command is in flight (the server may have set the key),
-    /// a compare-and-delete for this request's token is spawned; a key it cannot remove
-    /// expires with its TTL.
+    /// dropped while an attempt is in flight (the server may have set the key) or while it
+    /// waits in the lock's queue, a release of this request's token is spawned; it also
+    /// takes the request out of the queue and passes on a lock handed to it meanwhile.
     pub async fn acquire(self) -> Result<LockGuard, LockError> {
         let (keys, renew_every) = self.validate()?;
         let token = crate::token::next();
-        let backend = self.locker.backend().clone();
-        let won = AcquireSpec {
-            backend: &backend,
+        let backend = self.locker.backend();
+        let won = Acquire {
+            backend,
             keys: &keys,
             token: &token,
             ttl: self.ttl,
@@ -249,27 +245,28 @@ impl LockRequest {
             policy: self.policy,
             poll_interval: self.locker.poll_interval(),
         }
-        .acquire()
+        .run()
         .await?;
-        let (lease, _) = watch::channel(Lease {
-            valid_until: won.sent_at + self.ttl.saturating_sub(backend.drift(self.ttl)),
-            state: LeaseState::Held,
-        });
-        let shared = Arc::new(Shared {
-            backend,
-            keys,
-            name: self.name,
-            token,
-            fence: won.fence,
-            ttl: self.ttl,
-            acquired_at: won.sent_at,
-            lease,
-        });
-        if let Some(every) = renew_every {
-            self.locker.renewer().register(&shared, every);
+        let lock = HeldLock::granted(
+            backend.clone(),
+            Grant {
+                keys,
+                token: won.token,
+                fence: won.fence,
+                ttl: self.ttl,
+                acquired_at: won.acquired_at,
+                valid_until: won.valid_until,
+            },
+        );
+        let renewer = self.locker.renewer();
+        match (won.needs_claim, renew_every) {
+            // Handed over by a release: claim it for its TTL now, in the background.
+            (true, every) => renewer.register(&lock, won.acquired_at, every),
+            (false, Some(every)) => renewer.register(&lock, won.sent_at + every, Some(every)),
+            (false, None) => {}
         }
-        tracing::debug!(key = %shared.keys.key(), fencing_token = ?won.fence, "lock acquired");
-        Ok(LockGuard::new(shared, renew_every.is_some()))
+        tracing::debug!(lock = %lock.name(), fencing_token = ?lock.fence(), "lock acquired");
+        Ok(LockGuard::new(lock, renew_every.is_some()))
     }
 
     /// Like [`acquire`](Self::acquire), but contention is `Ok(None)`: `None` when another
@@ -346,7 +343,7 @@ impl LockRequest {
         let Some(output) = output else {
             drop(guard);
             return Err(LockError::Lost {
-                key: handle.key().to_owned(),
+                name: handle.name().to_owned(),
             });
         };
         let released = match min_hold {
@@ -355,7 +352,7 @@ impl LockRequest {
         };
         // A lock found lost at release is logged by the guard; a failed release here.
         if let Err(error) = released {
-            tracing::warn!(key = %handle.key(), %error, "release after the work failed; the key expires with its TTL");
+            tracing::warn!(lock = %handle.name(), %error, "release after the work failed; the key expires with its TTL");
         }
         Ok(output)
     }

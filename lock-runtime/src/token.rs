@@ -1,33 +1,64 @@
 //! Owner tokens: unique per acquire request, across every process sharing a server.
+//!
+//! A token is a per-process random prefix (a v4 UUID: 122 bits from the operating
+//! system's generator) followed by a per-process counter. The prefix is drawn again when
+//! the process id changes, so a forked child never repeats its parent's tokens. Two
+//! processes share a token only if they draw the same 122 random bits.
 
 use std::fmt::Write;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-/// 64 random bits drawn once per process (from the OS, via a v4 UUID).
-static PROCESS: LazyLock<u64> = LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+/// The random prefix and the process it was drawn in.
+static PROCESS: Mutex<Option<(u32, uuid::Uuid)>> = Mutex::new(None);
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh token: the process's random prefix and a per-process counter, as 32 hex
-/// digits. Unique within the process by the counter, and between processes unless two
-/// of them draw the same 64 random bits. No system call per token, unlike a v4 UUID each.
+/// A fresh token: 32 hex digits of the process's random prefix and 16 of a counter.
 pub(crate) fn next() -> String {
-    let mut token = String::with_capacity(32);
+    let prefix = prefix(std::process::id());
     let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut token = String::with_capacity(48);
     // Writing to a String cannot fail.
-    let _ = write!(token, "{:016x}{count:016x}", *PROCESS);
+    let _ = write!(token, "{}{count:016x}", prefix.simple());
     token
+}
+
+/// The prefix of the process `pid`, drawn on first use and again after a fork.
+fn prefix(pid: u32) -> uuid::Uuid {
+    let mut process = PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
+    match *process {
+        Some((drawn_in, prefix)) if drawn_in == pid => prefix,
+        _ => {
+            let prefix = uuid::Uuid::new_v4();
+            *process = Some((pid, prefix));
+            prefix
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn tokens_differ_and_share_the_process_prefix() {
-        let (a, b) = (super::next(), super::next());
+        let (a, b) = (next(), next());
         assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
-        assert_eq!(a[..16], b[..16]);
+        assert_eq!(a.len(), 48);
+        assert_eq!(a[..32], b[..32]);
         assert!(a.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        // 122 random bits: the UUID's version and variant are its only fixed bits.
+        assert_eq!(&a[12..13], "4");
+    }
+
+    #[test]
+    fn another_process_id_draws_another_prefix() {
+        let parent = prefix(std::process::id());
+        let child = prefix(std::process::id().wrapping_add(1));
+        assert_ne!(parent, child);
+        // Back in the original process (the test harness shares the static): a new draw
+        // again, never the child's.
+        assert_ne!(prefix(std::process::id()), child);
     }
 }

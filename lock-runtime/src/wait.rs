@@ -1,6 +1,20 @@
-//! Acquiring: one attempt, waiting in the lock's queue woken by releases, and the Python
-//! original's retry policy; plus the cleanup that keeps a cancelled acquire from leaving
-//! a lock (or a place in the queue) behind.
+//! Acquiring per a request's policy: one attempt; waiting in the lock's queue, woken by
+//! the release that hands the lock over; or the Python original's fixed retries.
+//!
+//! # Behavior
+//!
+//! - A first, plain attempt. Won: done. Busy with no wait: [`LockError::Busy`].
+//! - Otherwise the waiter listens for notifications, then makes queued attempts: each
+//!   takes the lock if it is free or was handed to it, else keeps its place in the queue.
+//! - Between attempts it sleeps until the first of: a hand-off to it (trusted when
+//!   [`trust_handoff`](crate::queue::trust_handoff) says so: it returns at once, and the
+//!   lock is claimed for its TTL in the background), a free or an interruption of the
+//!   notifications (attempt now), the holder's expiry or the poll interval (jittered),
+//!   and the deadline ([`LockError::WaitTimeout`]).
+//! - Leaving in any way but winning (deadline, error, cancellation) spawns a release of
+//!   its token, which takes it out of the queue and passes on a lock handed to it.
+//! - Redlock has no queue: every attempt uses a fresh token, waiters hear frees on the
+//!   lock's channel, and a missing quorum is retried with jitter until the deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,242 +22,313 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::LockError;
-use crate::backend::{Attempt, Backend, Handoff, QueueSpec, ReleaseWatch};
+use crate::backend::{Attempt, Backend, Listener, Remaining, Request};
 use crate::key::LockKeys;
+use crate::notify::Event;
+use crate::queue::{QueueSpec, trust_handoff};
 
 /// How a request behaves when another owner holds the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitPolicy {
     /// Wait up to this long, woken by releases (zero: fail at once).
     Wait(Duration),
-    /// Try `1 + times` times with `delay` between the tries (no pub/sub, no queue).
+    /// Try `1 + times` times with `delay` between the tries (no notifications, no queue).
     Retry { times: u32, delay: Duration },
 }
 
-/// What the acquire loop needs to know.
+/// An acquisition to carry out.
 #[derive(Debug)]
-pub(crate) struct AcquireSpec<'a> {
-    pub(crate) backend: &'a Arc<dyn Backend>,
+pub(crate) struct Acquire<'a> {
+    pub(crate) backend: &'a Arc<Backend>,
     pub(crate) keys: &'a LockKeys,
+    /// The request's owner token (Redlock derives one per attempt from it).
     pub(crate) token: &'a str,
     pub(crate) ttl: Duration,
     pub(crate) fencing: bool,
     pub(crate) policy: WaitPolicy,
-    /// The longest sleep between attempts when no release is heard.
+    /// The longest sleep between attempts when no notification comes.
     pub(crate) poll_interval: Duration,
 }
 
 /// A successful acquisition.
 #[derive(Debug)]
 pub(crate) struct Won {
+    /// The owner token the lock is held with.
+    pub(crate) token: String,
     pub(crate) fence: Option<u64>,
-    /// When the winning attempt was sent: the lease is counted from here.
+    /// When the winning attempt was sent (renewals are scheduled from here).
     pub(crate) sent_at: Instant,
+    /// When the acquisition completed (what `held_for` and `min_hold` count from: no
+    /// earlier than the server granted it).
+    pub(crate) acquired_at: Instant,
+    /// Until when the lock surely is held (less the drift margin).
+    pub(crate) valid_until: Instant,
+    /// Handed over by a release: held for its claim window only, until a claim (a
+    /// renewal) extends it to the TTL.
+    pub(crate) needs_claim: bool,
 }
 
-/// Releases the lock for `token` if this value is dropped while armed: while an acquire
-/// command that may have succeeded has no known outcome, or while `token` is queued
-/// (a release may hand it the lock). The release also takes it out of the queue.
+/// Releases `token` if dropped while armed: while an attempt that may have taken the lock
+/// has no known outcome, or while the waiter is queued.
 struct Cleanup<'a> {
-    spec: &'a AcquireSpec<'a>,
-    armed: bool,
+    backend: &'a Arc<Backend>,
+    keys: &'a LockKeys,
+    token: Option<String>,
+}
+
+impl Cleanup<'_> {
+    fn arm(&mut self, token: &str) {
+        self.token = Some(token.to_owned());
+    }
+
+    fn disarm(&mut self) {
+        self.token = None;
+    }
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(token) = self.token.take() else {
             return;
         };
-        let backend = self.spec.backend.clone();
-        let keys = self.spec.keys.clone();
-        let token = self.spec.token.to_owned();
-        runtime.spawn(async move {
-            match backend
-                .release(&keys, &token)
-                .await
-                .map(|released| released.held)
-            {
-                Ok(true) => {
-                    tracing::debug!(key = %keys.key(), "passed on the lock of a cancelled or given-up acquire")
-                }
-                Ok(false) => {}
+        let backend = self.backend.clone();
+        let keys = self.keys.clone();
+        crate::runtime::spawn(async move {
+            match backend.release(&keys, &token).await {
+                Ok(report) if report.held => tracing::debug!(
+                    lock = %keys.lock_name(),
+                    "passed on the lock of a cancelled or given-up acquire"
+                ),
+                Ok(_) => {}
                 Err(error) => tracing::debug!(
-                    key = %keys.key(),
+                    lock = %keys.lock_name(),
                     %error,
-                    "cleanup of a cancelled or given-up acquire failed; its key or place in the queue expires"
+                    "cleanup of a cancelled or given-up acquire failed; its key or queue entry expires"
                 ),
             }
         });
     }
 }
 
-impl AcquireSpec<'_> {
-    /// One atomic attempt (a queued one with `queue`); cancellation-safe (a dropped
-    /// attempt releases what it may have set).
-    async fn attempt(
-        &self,
-        queue: Option<&QueueSpec>,
-    ) -> Result<Result<Won, Option<Duration>>, LockError> {
-        let mut cleanup = Cleanup {
-            spec: self,
-            armed: true,
-        };
-        let sent_at = Instant::now();
-        let attempt = match queue {
-            None => {
-                self.backend
-                    .acquire(self.keys, self.token, self.ttl, self.fencing)
-                    .await?
-            }
-            Some(queue) => {
-                self.backend
-                    .acquire_queued(self.keys, self.token, self.ttl, self.fencing, queue)
-                    .await?
-            }
-        };
-        cleanup.armed = false;
-        Ok(match attempt {
-            Attempt::Acquired { fence } => Ok(Won { fence, sent_at }),
-            Attempt::Busy { remaining } => Err(remaining),
-        })
-    }
+/// The last busy queued attempt: what a hand-off message is judged against.
+#[derive(Debug, Clone, Copy)]
+struct LastBusy {
+    sent_at: Instant,
+    at_us: u64,
+}
 
-    /// A waiter's place in the queue: it lives three poll intervals (a waiter attempts
-    /// at least every interval), and a lock handed to it waits two intervals (or its TTL,
-    /// if shorter) to be claimed, so a missed hand-off message is made up for by the
-    /// next timed attempt.
-    fn queue_spec(&self, watch: &ReleaseWatch) -> QueueSpec {
-        QueueSpec {
-            alive_for: self.poll_interval * 3,
-            claim_within: (self.poll_interval * 2).min(self.ttl),
-            inbox: watch.inbox().cloned(),
-        }
-    }
-
+impl Acquire<'_> {
     /// Acquires per the policy.
-    pub(crate) async fn acquire(&self) -> Result<Won, LockError> {
+    pub(crate) async fn run(&self) -> Result<Won, LockError> {
         match self.policy {
             WaitPolicy::Wait(budget) => self.wait(budget).await,
             WaitPolicy::Retry { times, delay } => self.retry(times, delay).await,
         }
     }
 
-    fn busy(&self, started: Instant, waited_at_all: bool) -> LockError {
-        let key = self.keys.key().to_owned();
-        if waited_at_all {
-            LockError::WaitTimeout {
-                key,
-                waited: started.elapsed(),
+    fn won(&self, token: String, fence: Option<u64>, sent_at: Instant) -> Won {
+        let lease = self.ttl.saturating_sub(self.backend.drift(self.ttl));
+        Won {
+            token,
+            fence,
+            sent_at,
+            acquired_at: Instant::now(),
+            valid_until: sent_at + lease,
+            needs_claim: false,
+        }
+    }
+
+    /// One attempt (queued with `listener`), cancellation-safe: dropped while in flight,
+    /// it releases what it may have set. Leaves `cleanup` armed when queued.
+    async fn attempt(
+        &self,
+        number: u32,
+        listener: Option<&Listener>,
+        spec: &QueueSpec,
+        cleanup: &mut Cleanup<'_>,
+    ) -> Result<Result<Won, (Attempt, Instant)>, LockError> {
+        let token = self.backend.attempt_token(self.token, number);
+        cleanup.arm(&token);
+        let sent_at = Instant::now();
+        let request = Request {
+            keys: self.keys,
+            token: &token,
+            ttl: self.ttl,
+            fencing: self.fencing,
+        };
+        let attempt = match listener.filter(|_| self.backend.queues()) {
+            Some(listener) => self.backend.acquire_queued(request, spec, listener).await,
+            None => self.backend.acquire(request).await,
+        };
+        let queued = listener.is_some() && self.backend.queues();
+        match attempt {
+            Ok(Attempt::Won { fence }) => {
+                cleanup.disarm();
+                Ok(Ok(self.won(token, fence, sent_at)))
             }
-        } else {
-            LockError::Busy { key }
+            Ok(busy) => {
+                if !queued {
+                    cleanup.disarm();
+                }
+                Ok(Err((busy, sent_at)))
+            }
+            // The cleanup stays armed: the command may have reached the server.
+            Err(error) => Err(error),
         }
     }
 
     async fn retry(&self, times: u32, delay: Duration) -> Result<Won, LockError> {
         let started = Instant::now();
-        for attempt in 0..=times {
-            if let Ok(won) = self.attempt(None).await? {
-                return Ok(won);
+        let spec = QueueSpec::new(self.poll_interval, self.ttl);
+        let mut cleanup = self.cleanup();
+        let mut remaining = None;
+        for number in 0..=times {
+            match self.attempt(number, None, &spec, &mut cleanup).await? {
+                Ok(won) => return Ok(won),
+                Err((
+                    Attempt::Busy {
+                        remaining: left, ..
+                    },
+                    _,
+                )) => remaining = left,
+                Err((Attempt::Won { .. }, _)) => unreachable!("a won attempt is Ok"),
             }
-            if attempt < times {
+            if number < times {
                 tokio::time::sleep(delay).await;
             }
         }
-        Err(self.busy(started, times > 0))
+        Err(self.busy(started, times > 0, remaining).await)
     }
 
-    /// Try; when busy, subscribe to the lock's releases and try again in the lock's
-    /// queue (so a release between the two is not missed), then sleep until a release
-    /// that frees the lock or hands it to us, the holder's expiry, the poll interval or
-    /// the deadline, whichever comes first. Every timed attempt keeps the queue entry
-    /// alive; leaving (deadline, error, cancellation) takes it out again.
-    async fn wait(&self, budget: Duration) -> Result<Won, LockError> {
-        let started = Instant::now();
-        let deadline = started.checked_add(budget);
-        let mut watch: Option<ReleaseWatch> = None;
-        let mut subscribe = true;
-        let mut queue = None;
-        let mut queued = Cleanup {
-            spec: self,
-            armed: false,
+    fn cleanup(&self) -> Cleanup<'_> {
+        Cleanup {
+            backend: self.backend,
+            keys: self.keys,
+            token: None,
+        }
+    }
+
+    /// The contention error, with the holder's remaining time (asked for when unknown).
+    async fn busy(&self, started: Instant, waited: bool, remaining: Option<Duration>) -> LockError {
+        let retry_after = match remaining {
+            Some(left) => Some(left),
+            None => match self.backend.remaining(self.keys).await {
+                Ok(Remaining::Expires(left)) => Some(left),
+                Ok(Remaining::Free | Remaining::Forever) | Err(_) => None,
+            },
         };
-        loop {
-            let holder_left = match self.attempt(queue.as_ref()).await {
-                Ok(Ok(won)) => {
-                    queued.armed = false;
-                    return Ok(won);
-                }
-                Ok(Err(holder_left)) => holder_left,
-                // Redlock without a quorum: retry until the deadline, then report why.
-                Err(error @ LockError::Quorum { .. }) => {
-                    let now = Instant::now();
-                    match deadline {
-                        Some(deadline) if now < deadline => {
-                            let pause = jitter(self.poll_interval.min(deadline - now) / 2);
-                            tokio::time::sleep(pause.min(deadline - now)).await;
-                            continue;
-                        }
-                        _ => return Err(error),
-                    }
-                }
-                Err(error) => return Err(error),
-            };
-            queued.armed = queue.is_some();
-            let now = Instant::now();
-            if deadline.is_some_and(|deadline| now >= deadline) {
-                return Err(self.busy(started, !budget.is_zero()));
+        let name = self.keys.lock_name().to_owned();
+        if waited {
+            LockError::WaitTimeout {
+                name,
+                waited: started.elapsed(),
+                retry_after,
             }
-            if watch.is_none() && subscribe {
-                match self.backend.watch(self.keys).await {
-                    Ok(subscribed) => {
-                        queue = Some(self.queue_spec(&subscribed));
-                        watch = Some(subscribed);
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            key = %self.keys.key(),
-                            %error,
-                            "cannot subscribe to lock releases; polling instead"
-                        );
-                        subscribe = false;
-                    }
-                }
-            }
-            let nap = holder_left.map_or(self.poll_interval, |left| left.min(self.poll_interval));
-            let mut wake = now + nap + jitter(nap);
-            if let Some(deadline) = deadline {
-                wake = wake.min(deadline);
-            }
-            loop {
-                tokio::select! {
-                    heard = released(&mut watch) => match heard {
-                        // Handed to a waiter ahead of us: keep sleeping.
-                        Some(handoff) if !handoff.invites(self.token) => continue,
-                        Some(_) => break,
-                        // Notifications stopped (connection lost): subscribe afresh.
-                        None => {
-                            watch = None;
-                            break;
-                        }
-                    },
-                    () = tokio::time::sleep_until(wake) => break,
-                }
+        } else {
+            LockError::Busy { name, retry_after }
+        }
+    }
+
+    async fn listen(&self) -> Option<Listener> {
+        match self.backend.listen(self.keys, self.token).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(
+                    lock = %self.keys.lock_name(),
+                    %error,
+                    "cannot listen for releases; polling instead"
+                );
+                None
             }
         }
     }
-}
 
-/// Completes on the next release, or never without a subscription; `None` when the
-/// notifications stopped.
-async fn released(watch: &mut Option<ReleaseWatch>) -> Option<Handoff> {
-    match watch {
-        Some(watch) => watch.released().await,
-        None => std::future::pending().await,
+    async fn wait(&self, budget: Duration) -> Result<Won, LockError> {
+        let started = Instant::now();
+        let deadline = started + budget;
+        let spec = QueueSpec::new(self.poll_interval, self.ttl);
+        let mut cleanup = self.cleanup();
+        let mut listener: Option<Listener> = None;
+        let mut last_busy: Option<LastBusy> = None;
+        for number in 0_u32.. {
+            let (holder_left, sent_at, at_us) = match self
+                .attempt(number, listener.as_ref(), &spec, &mut cleanup)
+                .await
+            {
+                Ok(Ok(won)) => return Ok(won),
+                Ok(Err((Attempt::Busy { remaining, at_us }, sent_at))) => {
+                    (remaining, sent_at, at_us)
+                }
+                Ok(Err((Attempt::Won { .. }, _))) => unreachable!("a won attempt is Ok"),
+                // Redlock without a quorum: retry until the deadline, then report why.
+                Err(error @ LockError::Quorum { .. }) => {
+                    cleanup.disarm();
+                    if Instant::now() >= deadline {
+                        return Err(error);
+                    }
+                    let pause = jitter(self.poll_interval.min(deadline - Instant::now()) / 2);
+                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            if let Some(at_us) = at_us.filter(|_| listener.is_some()) {
+                last_busy = Some(LastBusy { sent_at, at_us });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.busy(started, !budget.is_zero(), holder_left).await);
+            }
+            if listener.is_none() && number == 0 {
+                // Listen before the next attempt, so nothing announced after it is missed.
+                listener = self.listen().await;
+                continue;
+            }
+            let nap = holder_left.map_or(self.poll_interval, |left| left.min(self.poll_interval));
+            let wake = (now + nap + jitter(nap)).min(deadline);
+            if let Some(won) = self.sleep(wake, listener.as_mut(), last_busy, &spec).await {
+                cleanup.disarm();
+                return Ok(won);
+            }
+        }
+        unreachable!("the attempts loop only ends by returning")
+    }
+
+    /// Sleeps until `wake` or a notification; returns the lock when a trusted hand-off
+    /// arrived.
+    async fn sleep(
+        &self,
+        wake: Instant,
+        listener: Option<&mut Listener>,
+        last_busy: Option<LastBusy>,
+        spec: &QueueSpec,
+    ) -> Option<Won> {
+        let Some(listener) = listener else {
+            tokio::time::sleep_until(wake).await;
+            return None;
+        };
+        let event = tokio::select! {
+            event = listener.registration.next() => event,
+            () = tokio::time::sleep_until(wake) => return None,
+        };
+        let Event::Handoff(handoff) = event else {
+            return None; // free or interrupted: attempt now
+        };
+        let last_busy = last_busy?;
+        let claim_until = last_busy.sent_at + spec.claim_within;
+        let left = claim_until.saturating_duration_since(Instant::now());
+        let fenced = !self.fencing || handoff.fence > 0;
+        if !fenced || !trust_handoff(&handoff, last_busy.at_us, left, spec.claim_within) {
+            return None; // the next (queued) attempt claims it if it is still ours
+        }
+        Some(Won {
+            token: self.token.to_owned(),
+            fence: self.fencing.then_some(handoff.fence),
+            sent_at: last_busy.sent_at,
+            acquired_at: Instant::now(),
+            valid_until: claim_until,
+            needs_claim: true,
+        })
     }
 }
 
@@ -251,4 +336,17 @@ async fn released(watch: &mut Option<ReleaseWatch>) -> Option<Handoff> {
 fn jitter(nap: Duration) -> Duration {
     let spread = nap / 20 + Duration::from_millis(1);
     spread.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_small_and_never_overflows() {
+        for nap in [Duration::ZERO, Duration::from_secs(1), crate::millis::MAX] {
+            let spread = jitter(nap);
+            assert!(spread <= nap / 20 + Duration::from_millis(1), "{nap:?}");
+        }
+    }
 }

@@ -3,48 +3,40 @@
 //! programs.
 //!
 //! Time is `tokio::time::Instant`, so tests under a paused tokio clock can expire locks
-//! by advancing time.
+//! by advancing time. Nothing is kept for an idle lock: expired keys and dead queues are
+//! swept (amortized over operations), and fencing tokens come from one counter per
+//! backend, so no per-lock counter has to live forever.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::channels::Leave;
-use super::{
-    Attempt, Backend, BoxFuture, Channels, ExtendMode, Handoff, QueueSpec, ReleaseWatch, Remaining,
-};
+use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request};
 use crate::LockError;
-use crate::guard::Released;
 use crate::key::LockKeys;
+use crate::notify::Notifications;
+use crate::queue::memory::Queue;
+use crate::queue::{Handoff, Inbox, QueueSpec};
 
 /// Locks in this process's memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryBackend {
     state: Mutex<State>,
-    channels: Arc<Channels>,
+    notifications: Arc<Notifications>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     held: HashMap<String, Held>,
-    fences: HashMap<String, u64>,
     queues: HashMap<String, Queue>,
-}
-
-/// The waiters of one lock, as in `acquire_queued.lua`: tokens in arrival order, and
-/// which of them are still alive.
-#[derive(Debug, Default)]
-struct Queue {
-    order: VecDeque<String>,
-    waiting: HashMap<String, Waiting>,
-}
-
-#[derive(Debug)]
-struct Waiting {
-    alive_until: Instant,
-    claim_within: Duration,
+    /// The last fencing token issued (all locks share the counter).
+    last_fence: u64,
+    /// Stands in for the server's clock in hand-off messages: one tick per operation.
+    ticks: u64,
+    /// Operations since the last sweep.
+    since_sweep: usize,
 }
 
 #[derive(Debug)]
@@ -53,66 +45,72 @@ struct Held {
     expires_at: Instant,
 }
 
+/// `now + duration`, saturating far in the future (durations are bounded on entry).
+fn after(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + crate::millis::MAX)
+}
+
 impl State {
+    /// Counts an operation, sweeping expired keys and dead queues every so often (the
+    /// cost is amortized: a sweep follows at least as many operations as entries).
+    fn tick(&mut self, now: Instant) -> u64 {
+        self.ticks += 1;
+        self.since_sweep += 1;
+        if self.since_sweep > 64.max(self.held.len() + self.queues.len()) {
+            self.held.retain(|_, held| held.expires_at > now);
+            self.queues.retain(|_, queue| !queue.is_dead(now));
+            self.since_sweep = 0;
+        }
+        self.ticks
+    }
+
     /// The live entry for `key`, dropping it first if it has expired.
-    fn live(&mut self, key: &str) -> Option<&mut Held> {
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Held> {
         if self
             .held
             .get(key)
-            .is_some_and(|held| held.expires_at <= Instant::now())
+            .is_some_and(|held| held.expires_at <= now)
         {
             self.held.remove(key);
         }
         self.held.get_mut(key)
     }
 
-    fn owned(&mut self, key: &str, token: &str) -> Option<&mut Held> {
-        self.live(key).filter(|held| held.token == token)
+    fn owned(&mut self, key: &str, token: &str, now: Instant) -> Option<&mut Held> {
+        self.live(key, now).filter(|held| held.token == token)
     }
 
-    /// Sets `key` to `token` for `ttl`, taking it out of the queue; the fencing token
-    /// when asked for.
-    fn take(&mut self, keys: &LockKeys, token: &str, ttl: Duration, fencing: bool) -> Attempt {
-        self.held.insert(
-            keys.key().to_owned(),
-            Held {
-                token: token.to_owned(),
-                expires_at: Instant::now() + ttl,
-            },
-        );
-        self.leave_queue(keys.key(), token);
-        let fence = fencing.then(|| {
-            let counter = self.fences.entry(keys.fence().to_owned()).or_default();
-            *counter += 1;
-            *counter
-        });
-        Attempt::Acquired { fence }
+    fn next_fence(&mut self) -> u64 {
+        self.last_fence += 1;
+        self.last_fence
     }
 
     fn leave_queue(&mut self, key: &str, token: &str) {
         if let Some(queue) = self.queues.get_mut(key) {
-            queue.waiting.remove(token);
+            queue.leave(token);
         }
     }
 
-    /// Pops waiters until a live one: the token the lock goes to, and for how long.
-    fn next_waiter(&mut self, key: &str) -> Option<(String, Duration)> {
-        let queue = self.queues.get_mut(key)?;
-        let now = Instant::now();
-        let next = loop {
-            let Some(head) = queue.order.pop_front() else {
-                break None;
-            };
-            if let Some(waiting) = queue.waiting.remove(&head)
-                && waiting.alive_until > now
-            {
-                break Some((head, waiting.claim_within));
-            }
-        };
-        if queue.order.is_empty() {
-            self.queues.remove(key);
+    /// Sets `key` to `token` for `ttl` and takes it out of the queue.
+    fn take(&mut self, request: Request<'_>, now: Instant) -> Attempt {
+        let Request {
+            keys,
+            token,
+            ttl,
+            fencing,
+        } = request;
+        self.held.insert(
+            keys.key().to_owned(),
+            Held {
+                token: token.to_owned(),
+                expires_at: after(now, ttl),
+            },
+        );
+        self.leave_queue(keys.key(), token);
+        Attempt::Won {
+            fence: fencing.then(|| self.next_fence()),
         }
-        next
     }
 }
 
@@ -120,142 +118,253 @@ impl MemoryBackend {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-impl Backend for MemoryBackend {
-    fn acquire<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-        ttl: Duration,
-        fencing: bool,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
-        let mut state = self.state();
+    pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
+        let keys = request.keys;
         let now = Instant::now();
-        let outcome = match state.live(keys.key()) {
+        let mut state = self.state();
+        let at = state.tick(now);
+        Ok(match state.live(keys.key(), now) {
             Some(held) => Attempt::Busy {
                 remaining: Some(held.expires_at - now),
+                at_us: Some(at),
             },
-            None => state.take(keys, token, ttl, fencing),
-        };
-        Box::pin(std::future::ready(Ok(outcome)))
+            None => state.take(request, now),
+        })
     }
 
-    fn acquire_queued<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-        ttl: Duration,
-        fencing: bool,
-        queue: &'a QueueSpec,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
-        let mut state = self.state();
+    pub(crate) async fn listen(
+        &self,
+        _keys: &LockKeys,
+        token: &str,
+    ) -> Result<Listener, LockError> {
+        Ok(Listener {
+            registration: self.notifications.register(token, None, None),
+            inbox: Inbox::Channel("memory".into()),
+        })
+    }
+
+    pub(crate) async fn acquire_queued(
+        &self,
+        request: Request<'_>,
+        spec: &QueueSpec,
+        _listener: &Listener,
+    ) -> Result<Attempt, LockError> {
+        let Request {
+            keys,
+            token,
+            fencing,
+            ..
+        } = request;
         let now = Instant::now();
-        let outcome = match state.live(keys.key()) {
-            // Free, or handed to us by a release.
-            None => state.take(keys, token, ttl, fencing),
-            Some(held) if held.token == token => state.take(keys, token, ttl, fencing),
-            Some(held) => {
-                let remaining = Some(held.expires_at - now);
-                let entry = state.queues.entry(keys.key().to_owned()).or_default();
-                let waiting = Waiting {
-                    alive_until: now + queue.alive_for,
-                    claim_within: queue.claim_within,
-                };
-                if entry.waiting.insert(token.to_owned(), waiting).is_none() {
-                    entry.order.push_back(token.to_owned());
-                }
-                Attempt::Busy { remaining }
-            }
+        let mut state = self.state();
+        let at = state.tick(now);
+        let remaining = match state.live(keys.key(), now) {
+            // Free, or handed to us by a release: (claim and) take it with our own TTL.
+            None => return Ok(state.take(request, now)),
+            Some(held) if held.token == token => return Ok(state.take(request, now)),
+            Some(held) => held.expires_at - now,
         };
-        Box::pin(std::future::ready(Ok(outcome)))
+        let queue = state.queues.entry(keys.key().to_owned()).or_default();
+        queue.join(
+            token,
+            after(now, spec.alive_for),
+            spec.claim_within,
+            fencing,
+        );
+        queue.prune(now);
+        Ok(Attempt::Busy {
+            remaining: Some(remaining),
+            at_us: Some(at),
+        })
     }
 
-    fn release<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<Released, LockError>> {
-        let released = {
+    pub(crate) async fn release(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<ReleaseReport, LockError> {
+        let now = Instant::now();
+        let handoff = {
             let mut state = self.state();
+            let at = state.tick(now);
             state.leave_queue(keys.key(), token);
-            let owned = state.owned(keys.key(), token).is_some();
-            owned.then(|| match state.next_waiter(keys.key()) {
-                Some((next, claim_within)) => {
+            if state.owned(keys.key(), token, now).is_none() {
+                return Ok(ReleaseReport::single(false));
+            }
+            let next = state
+                .queues
+                .get_mut(keys.key())
+                .and_then(|queue| queue.next_waiter(now));
+            match next {
+                Some((next, entry)) => {
+                    let fence = if entry.fencing { state.next_fence() } else { 0 };
                     state.held.insert(
                         keys.key().to_owned(),
                         Held {
-                            token: next.clone(),
-                            expires_at: Instant::now() + claim_within,
+                            token: next.to_string(),
+                            expires_at: after(now, entry.claim_within),
                         },
                     );
-                    Handoff::To(next.into())
+                    Some(Handoff {
+                        token: next,
+                        fence,
+                        at_us: at,
+                    })
                 }
                 None => {
                     state.held.remove(keys.key());
-                    Handoff::Free
+                    None
                 }
-            })
+            }
         };
-        let owned = released.is_some();
-        if let Some(handoff) = released {
-            self.channels.notify(keys.channel(), handoff);
+        if let Some(handoff) = handoff {
+            self.notifications.handoff(handoff);
         }
-        Box::pin(std::future::ready(Ok(Released::single(owned))))
+        Ok(ReleaseReport::single(true))
     }
 
-    fn extend<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
+    pub(crate) async fn extend(
+        &self,
+        keys: &LockKeys,
+        token: &str,
         by: Duration,
         mode: ExtendMode,
-    ) -> BoxFuture<'a, Result<Option<Duration>, LockError>> {
+    ) -> Result<Option<Duration>, LockError> {
+        let now = Instant::now();
         let mut state = self.state();
-        let now = Instant::now();
-        let remaining = state.owned(keys.key(), token).map(|held| {
+        state.tick(now);
+        Ok(state.owned(keys.key(), token, now).map(|held| {
+            let left = held.expires_at - now;
             let remaining = match mode {
-                ExtendMode::Set => by,
-                ExtendMode::Add => (held.expires_at - now) + by,
+                ExtendMode::Renew => left.max(by),
+                ExtendMode::Add => left.saturating_add(by),
+                ExtendMode::Set => by.max(Duration::from_millis(1)),
             };
-            held.expires_at = now + remaining;
+            held.expires_at = after(now, remaining);
             remaining
-        });
-        Box::pin(std::future::ready(Ok(remaining)))
+        }))
     }
 
-    fn holder<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-    ) -> BoxFuture<'a, Result<Option<String>, LockError>> {
-        let holder = self.state().live(keys.key()).map(|held| held.token.clone());
-        Box::pin(std::future::ready(Ok(holder)))
+    pub(crate) async fn extend_many(
+        &self,
+        batch: &[Renewal<'_>],
+    ) -> Vec<Result<Option<Duration>, LockError>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for renewal in batch {
+            outcomes.push(
+                self.extend(renewal.keys, renewal.token, renewal.ttl, ExtendMode::Renew)
+                    .await,
+            );
+        }
+        outcomes
     }
 
-    fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>> {
+    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
         let now = Instant::now();
-        let remaining = match self.state().live(keys.key()) {
+        Ok(self
+            .state()
+            .live(keys.key(), now)
+            .map(|held| held.token.clone()))
+    }
+
+    pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
+        let now = Instant::now();
+        Ok(match self.state().live(keys.key(), now) {
             Some(held) => Remaining::Expires(held.expires_at - now),
             None => Remaining::Free,
-        };
-        Box::pin(std::future::ready(Ok(remaining)))
+        })
     }
 
-    fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>> {
-        let (receiver, _first) = self.channels.join(keys.channel());
-        let owner: Arc<dyn Leave> = self.channels.clone();
-        Box::pin(std::future::ready(Ok(ReleaseWatch::new(
-            receiver,
-            keys.channel().to_owned(),
-            owner,
-        ))))
+    pub(crate) async fn ping(&self) -> Result<(), LockError> {
+        Ok(())
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<(), LockError>> {
-        Box::pin(std::future::ready(Ok(())))
+    /// How many locks and queues are stored (for tests of reclamation).
+    #[cfg(test)]
+    fn stored(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.held.len(), state.queues.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(
+        keys: &'a LockKeys,
+        token: &'a str,
+        ttl: Duration,
+        fencing: bool,
+    ) -> Request<'a> {
+        Request {
+            keys,
+            token,
+            ttl,
+            fencing,
+        }
     }
 
-    fn fencing_refusal(&self) -> Option<&'static str> {
-        None
+    #[tokio::test(start_paused = true)]
+    async fn idle_locks_and_queues_are_reclaimed() {
+        let backend = MemoryBackend::default();
+        let spec = QueueSpec::new(Duration::from_millis(100), Duration::from_secs(1));
+        for index in 0..500 {
+            let keys = LockKeys::new("lock:", &format!("idle:{index}")).unwrap();
+            let won = backend
+                .acquire(request(&keys, "a", Duration::from_millis(50), true))
+                .await
+                .unwrap();
+            assert!(matches!(won, Attempt::Won { fence: Some(_) }));
+            let listener = backend.listen(&keys, "b").await.unwrap();
+            let queued = request(&keys, "b", Duration::from_secs(1), false);
+            backend
+                .acquire_queued(queued, &spec, &listener)
+                .await
+                .unwrap();
+        }
+        assert_eq!(backend.stored(), (500, 500));
+        // Everyone went away: the keys expire, the waiters stop refreshing.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let keys = LockKeys::new("lock:", "busy").unwrap();
+        for _ in 0..2_000 {
+            backend.remaining(&keys).await.unwrap();
+            backend
+                .extend(&keys, "x", Duration::from_secs(1), ExtendMode::Renew)
+                .await
+                .unwrap();
+        }
+        assert_eq!(backend.stored(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_never_shortens_and_min_hold_never_deletes() {
+        let backend = MemoryBackend::default();
+        let keys = LockKeys::new("lock:", "x").unwrap();
+        backend
+            .acquire(request(&keys, "a", Duration::from_secs(2), false))
+            .await
+            .unwrap();
+        let extended = backend
+            .extend(&keys, "a", Duration::from_secs(60), ExtendMode::Add)
+            .await
+            .unwrap();
+        assert_eq!(extended, Some(Duration::from_secs(62)));
+        let renewed = backend
+            .extend(&keys, "a", Duration::from_secs(2), ExtendMode::Renew)
+            .await
+            .unwrap();
+        assert_eq!(renewed, Some(Duration::from_secs(62)));
+        let kept = backend
+            .extend(&keys, "a", Duration::ZERO, ExtendMode::Set)
+            .await
+            .unwrap();
+        assert_eq!(kept, Some(Duration::from_millis(1)));
+        let huge = backend
+            .extend(&keys, "a", Duration::MAX, ExtendMode::Add)
+            .await
+            .unwrap();
+        assert!(huge.is_some(), "saturates instead of panicking");
     }
 }

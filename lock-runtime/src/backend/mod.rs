@@ -1,33 +1,41 @@
-//! Where locks live: the backend trait and its implementations.
+//! Where locks live: one Redis server (or a Cluster, or a Sentinel-managed server),
+//! Redlock over several servers, or this process's memory. A closed set, dispatched by
+//! [`Backend`]; every operation checks ownership by token and touches no other owner's
+//! lock.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
-
-use crate::LockError;
-use crate::guard::Released;
-use crate::key::LockKeys;
-
-mod batch;
 pub(crate) mod memory;
+mod ops;
 pub(crate) mod redis;
 pub(crate) mod redlock;
 
-mod channels;
-pub(crate) use channels::{Channels, Handoff, ReleaseWatch};
+use std::time::Duration;
 
-/// A boxed, `Send` future: what the object-safe [`Backend`] methods return.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::LockError;
+use crate::key::LockKeys;
+use crate::notify::Registration;
+use crate::queue::{Inbox, QueueSpec};
+
+/// One acquire attempt: set the lock's key to `token` for `ttl` if it is free (with a
+/// fencing token when `fencing`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request<'a> {
+    pub(crate) keys: &'a LockKeys,
+    pub(crate) token: &'a str,
+    pub(crate) ttl: Duration,
+    pub(crate) fencing: bool,
+}
 
 /// The outcome of one acquire attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempt {
     /// The lock is ours; `fence` is the fencing token when one was asked for.
-    Acquired { fence: Option<u64> },
-    /// Another owner holds it; `remaining` is its TTL (`None` when unknown, or when the
-    /// key has no expiry).
-    Busy { remaining: Option<Duration> },
+    Won { fence: Option<u64> },
+    /// Another owner holds it: its remaining TTL when known, and when the attempt ran on
+    /// the server's clock (queued attempts: to judge hand-off messages).
+    Busy {
+        remaining: Option<Duration>,
+        at_us: Option<u64>,
+    },
 }
 
 /// What an inspection of a lock key found.
@@ -41,25 +49,35 @@ pub(crate) enum Remaining {
     Forever,
 }
 
+impl Remaining {
+    /// A `PTTL` reply.
+    pub(crate) fn from_pttl(pttl: i64) -> Self {
+        match u64::try_from(pttl) {
+            Ok(ms) => Self::Expires(crate::millis::reported(ms)),
+            Err(_) if pttl == -1 => Self::Forever,
+            Err(_) => Self::Free,
+        }
+    }
+
+    /// As a holder's remaining time: `Some(ZERO)` when free (try again at once).
+    pub(crate) fn holder_left(self) -> Option<Duration> {
+        match self {
+            Self::Expires(left) => Some(left),
+            Self::Free => Some(Duration::ZERO),
+            Self::Forever => None,
+        }
+    }
+}
+
 /// How [`Backend::extend`] changes the expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ExtendMode {
-    /// Expire exactly this long from now (renewal, `min_hold`).
-    Set,
-    /// Add this much to the remaining time (`LockGuard::extend`).
+    /// Expire this long from now, unless it already expires later (never shortens).
+    Renew,
+    /// Add this much to the remaining time.
     Add,
-}
-
-/// How a waiter stands in a lock's queue (see [`Backend::acquire_queued`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct QueueSpec {
-    /// The entry is dropped when the waiter has not attempted again for this long (it
-    /// crashed, or lost its connection).
-    pub(crate) alive_for: Duration,
-    /// A release hands the lock to this waiter for this long; unclaimed, it expires.
-    pub(crate) claim_within: Duration,
-    /// Where the release announces the hand-off ([`ReleaseWatch::inbox`]).
-    pub(crate) inbox: Option<std::sync::Arc<str>>,
+    /// Expire exactly this long from now (`min_hold`; at least 1 ms, so never deletes).
+    Set,
 }
 
 /// One lock to renew in [`Backend::extend_many`].
@@ -67,93 +85,204 @@ pub(crate) struct QueueSpec {
 pub(crate) struct Renewal<'a> {
     pub(crate) keys: &'a LockKeys,
     pub(crate) token: &'a str,
-    /// Expire this long from now.
+    /// Expire at least this long from now.
     pub(crate) ttl: Duration,
 }
 
-/// A place where locks live. Every method checks ownership by token; none touches
-/// another owner's lock.
-pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
-    /// One atomic attempt: set the key to `token` with `ttl` if absent (and INCR the
-    /// fencing counter when `fencing`), or report the holder's remaining TTL.
-    fn acquire<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-        ttl: Duration,
-        fencing: bool,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>>;
+/// What a release found.
+///
+/// Whether this owner still held the lock, and on how many of the servers: one for a
+/// single server, a Cluster or memory; N for Redlock, where the lock counts as held when
+/// a quorum still had it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReleaseReport {
+    /// The lock was still this owner's (on a quorum of servers, for Redlock) and is now
+    /// released. `false`: it had expired or been taken, so the work done under it was not
+    /// fully protected.
+    pub held: bool,
+    /// How many servers still held the key for this owner and released it.
+    pub servers_held: usize,
+    /// How many servers the lock lives on.
+    pub servers: usize,
+}
 
-    /// An attempt of a waiter that subscribed to the lock's releases: like
-    /// [`acquire`](Self::acquire), but a busy attempt also joins (or refreshes its place
-    /// in) the lock's first-in, first-out queue, and a lock a release handed to `token`
-    /// is claimed. Backends without a queue make a plain attempt.
-    fn acquire_queued<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-        ttl: Duration,
-        fencing: bool,
-        queue: &'a QueueSpec,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
-        let _ = queue;
-        self.acquire(keys, token, ttl, fencing)
+impl ReleaseReport {
+    /// The outcome on a backend with one server.
+    pub(crate) fn single(held: bool) -> Self {
+        Self {
+            held,
+            servers_held: usize::from(held),
+            servers: 1,
+        }
+    }
+}
+
+/// A waiter's registration for notifications, for the length of its wait.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) registration: Registration,
+    /// Where releases tell this waiter that the lock is its own.
+    pub(crate) inbox: Inbox,
+}
+
+/// The backend of a locker.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    /// One Redis server, a Sentinel-managed one, or a Cluster.
+    Redis(redis::RedisBackend),
+    /// Redlock over independent Redis servers.
+    Redlock(redlock::Redlock),
+    /// This process's memory.
+    Memory(memory::MemoryBackend),
+}
+
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Backend::Redis(backend) => backend.$method($($arg),*).await,
+            Backend::Redlock(backend) => backend.$method($($arg),*).await,
+            Backend::Memory(backend) => backend.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Backend {
+    /// One atomic attempt.
+    pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
+        dispatch!(self.acquire(request))
     }
 
-    /// If `token` owns the key: hands it to the first live queued waiter, or deletes it,
-    /// and publishes which it did. Also takes `token` out of the queue (so a waiter that
-    /// gives up calls it too). Reports whether (and on how many servers) `token` owned it.
-    fn release<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<Released, LockError>>;
+    /// Registers `token` for this lock's notifications; from the moment this returns,
+    /// everything announced to it is heard (so attempt *after* listening).
+    pub(crate) async fn listen(&self, keys: &LockKeys, token: &str) -> Result<Listener, LockError> {
+        dispatch!(self.listen(keys, token))
+    }
 
-    /// Changes the expiry if `token` owns the key; returns the new remaining time, or
-    /// `None` when it did not own it.
-    fn extend<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
+    /// An attempt of a listening waiter: like [`acquire`](Self::acquire), but a busy
+    /// attempt joins (or refreshes its place in) the lock's queue, and a lock handed to
+    /// `token` is claimed. Backends without a queue (Redlock) make a plain attempt.
+    pub(crate) async fn acquire_queued(
+        &self,
+        request: Request<'_>,
+        spec: &QueueSpec,
+        listener: &Listener,
+    ) -> Result<Attempt, LockError> {
+        dispatch!(self.acquire_queued(request, spec, listener))
+    }
+
+    /// If `token` owns the key: hands it to the first live queued waiter, or deletes it.
+    /// Also takes `token` out of the queue (a waiter that gives up calls it too).
+    pub(crate) async fn release(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<ReleaseReport, LockError> {
+        dispatch!(self.release(keys, token))
+    }
+
+    /// Changes the expiry if `token` owns the key; the new remaining time, or `None`
+    /// when it did not own it.
+    pub(crate) async fn extend(
+        &self,
+        keys: &LockKeys,
+        token: &str,
         by: Duration,
         mode: ExtendMode,
-    ) -> BoxFuture<'a, Result<Option<Duration>, LockError>>;
+    ) -> Result<Option<Duration>, LockError> {
+        dispatch!(self.extend(keys, token, by, mode))
+    }
 
-    /// [`extend`](Self::extend) with [`ExtendMode::Set`] for many locks at once, in as few
+    /// [`extend`](Self::extend) with [`ExtendMode::Renew`] for many locks, in as few
     /// round trips as the backend allows; one outcome per renewal, in order.
-    fn extend_many<'a>(
-        &'a self,
-        batch: &'a [Renewal<'a>],
-    ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
-        Box::pin(futures_util::future::join_all(batch.iter().map(
-            |renewal| self.extend(renewal.keys, renewal.token, renewal.ttl, ExtendMode::Set),
-        )))
+    pub(crate) async fn extend_many(
+        &self,
+        batch: &[Renewal<'_>],
+    ) -> Vec<Result<Option<Duration>, LockError>> {
+        dispatch!(self.extend_many(batch))
     }
 
     /// The lock's current owner token, if any.
-    fn holder<'a>(&'a self, keys: &'a LockKeys)
-    -> BoxFuture<'a, Result<Option<String>, LockError>>;
+    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
+        dispatch!(self.holder(keys))
+    }
 
     /// How long the lock stays held, without holding it.
-    fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>>;
-
-    /// Subscribes to the lock's releases. When this returns, every release from then on
-    /// is seen by the watch (so a caller retries *after* subscribing and loses no wake-up):
-    /// releases that free the lock and, for queued attempts that name the watch's inbox,
-    /// hand-offs.
-    fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>>;
+    pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
+        dispatch!(self.remaining(keys))
+    }
 
     /// Checks that the backend answers.
-    fn ping(&self) -> BoxFuture<'_, Result<(), LockError>>;
+    pub(crate) async fn ping(&self) -> Result<(), LockError> {
+        dispatch!(self.ping())
+    }
 
-    /// `None` when fencing tokens from this backend grow strictly per lock; otherwise
-    /// why it cannot issue them and what to use instead.
-    fn fencing_refusal(&self) -> Option<&'static str>;
+    /// `None` when this backend's fencing tokens grow strictly per lock; otherwise why it
+    /// cannot issue them and what to use instead.
+    pub(crate) fn fencing_refusal(&self) -> Option<&'static str> {
+        match self {
+            Self::Redlock(_) => Some(redlock::NO_FENCING),
+            Self::Redis(_) | Self::Memory(_) => None,
+        }
+    }
 
     /// How much of a granted TTL to discount for clock drift between the servers and
     /// this process: the lease is `ttl - drift` from when the request was sent.
-    fn drift(&self, ttl: Duration) -> Duration {
-        let _ = ttl;
-        Duration::ZERO
+    pub(crate) fn drift(&self, ttl: Duration) -> Duration {
+        match self {
+            Self::Redlock(redlock) => redlock.drift(ttl),
+            Self::Redis(_) | Self::Memory(_) => Duration::ZERO,
+        }
+    }
+
+    /// Why `ttl` is too short for this backend, if it is.
+    pub(crate) fn refuse_ttl(&self, ttl: Duration) -> Option<String> {
+        match self {
+            Self::Redlock(redlock) => redlock.refuse_ttl(ttl),
+            Self::Redis(_) | Self::Memory(_) => None,
+        }
+    }
+
+    /// Whether waiters queue first come, first served (not on Redlock: separate queues
+    /// per server could disagree on who is first).
+    pub(crate) fn queues(&self) -> bool {
+        !matches!(self, Self::Redlock(_))
+    }
+
+    /// The owner token of attempt `n` of a request whose token is `base`. Redlock takes
+    /// a fresh one per attempt, so a late clean-up of a failed attempt cannot delete what
+    /// the next attempt won on a server; the others keep one token (it is the waiter's
+    /// place in the queue).
+    pub(crate) fn attempt_token(&self, base: &str, attempt: u32) -> String {
+        match self {
+            Self::Redlock(_) => format!("{base}.{attempt}"),
+            Self::Redis(_) | Self::Memory(_) => base.to_owned(),
+        }
+    }
+
+    /// The bound on one command's round trip (and so on any single wait for the backend).
+    pub(crate) fn command_timeout(&self) -> Duration {
+        match self {
+            Self::Redis(redis) => redis.command_timeout(),
+            Self::Redlock(redlock) => redlock.command_timeout(),
+            Self::Memory(_) => Duration::from_secs(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pttl_replies() {
+        assert_eq!(
+            Remaining::from_pttl(1500),
+            Remaining::Expires(Duration::from_millis(1500))
+        );
+        assert_eq!(Remaining::from_pttl(-1), Remaining::Forever);
+        assert_eq!(Remaining::from_pttl(-2), Remaining::Free);
+        assert_eq!(Remaining::Free.holder_left(), Some(Duration::ZERO));
+        assert_eq!(Remaining::Forever.holder_left(), None);
     }
 }

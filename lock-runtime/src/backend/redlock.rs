@@ -3,26 +3,31 @@
 //! Every operation goes to all servers at once, each bounded by a per-server timeout, and
 //! needs a quorum (`N / 2 + 1`) of agreeing answers. An acquire counts as won only if the
 //! quorum granted it and time is left of the TTL after the round trip and a drift margin;
-//! otherwise what was granted is released everywhere.
+//! otherwise what was granted is released everywhere. Each attempt uses a fresh owner
+//! token, so a late clean-up of a failed attempt cannot delete what a later one won. The
+//! decisions from the servers' answers are pure functions, tested below.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use super::redis::RedisBackend;
-use super::{Attempt, Backend, BoxFuture, ExtendMode, ReleaseWatch, Remaining, Renewal};
-use crate::LockError;
-use crate::guard::Released;
+use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request, ops};
+use crate::driver::{Server, Timeouts};
+use crate::error::ServerFailure;
 use crate::key::LockKeys;
+use crate::queue::Inbox;
+use crate::scripts::RELEASE_FREE;
+use crate::{LockError, millis};
 
 /// Why Redlock refuses fencing tokens.
-const NO_FENCING: &str = "fencing tokens need one authoritative counter, and a Redlock quorum of \
-    independent servers has none: two owners in a row can read their tokens from different \
-    majorities, so the tokens would not strictly increase. Use a single Redis server (with a \
-    replica for availability) for fenced locks: `Locker::redis(url)` with `.fencing()`; or \
-    keep Redlock without fencing and make the protected writes idempotent";
+pub(crate) const NO_FENCING: &str = "fencing tokens need one authoritative counter, and a \
+    Redlock quorum of independent servers has none: two owners in a row can read their tokens \
+    from different majorities, so the tokens would not strictly increase. Use a single Redis \
+    server (with a replica for availability) for fenced locks: `Locker::redis(url)` with \
+    `.fencing()`; or keep Redlock without fencing and make the protected writes idempotent";
 
 /// The per-server timeout bounds when it is derived from the TTL.
 const MIN_SERVER_TIMEOUT: Duration = Duration::from_millis(5);
@@ -30,25 +35,61 @@ const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Locks on a majority of independent Redis servers.
 #[derive(Debug)]
-pub(crate) struct RedlockBackend {
-    servers: Vec<RedisBackend>,
+pub(crate) struct Redlock {
+    servers: Vec<Server>,
     /// Fixed per-server timeout; `None`: 1% of the TTL, clamped to 5-50 ms.
     server_timeout: Option<Duration>,
 }
 
 /// One server's answer within the per-server timeout, or why there was none.
-type Answer<T> = Result<T, String>;
+type Answer<T> = Result<T, ServerFailure>;
 
-impl RedlockBackend {
-    pub(crate) fn new(servers: Vec<RedisBackend>, server_timeout: Option<Duration>) -> Self {
-        Self {
+impl Redlock {
+    /// Redlock over the servers of `clients`; refuses an empty list and a server listed
+    /// twice (a majority of copies of one server is no majority).
+    pub(crate) fn new(
+        clients: Vec<redis::Client>,
+        server_timeout: Option<Duration>,
+        timeouts: Timeouts,
+    ) -> Result<Self, LockError> {
+        if clients.is_empty() {
+            return Err(LockError::Config(
+                "Redlock needs at least one Redis URL (3 or 5 independent servers in production)"
+                    .into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let servers = clients
+            .into_iter()
+            .map(|client| {
+                let server = Server::new(client, timeouts);
+                if seen.insert(server.address().to_owned()) {
+                    Ok(server)
+                } else {
+                    Err(LockError::Config(format!(
+                        "Redlock server {} is listed twice; the servers must be independent",
+                        server.address()
+                    )))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
             servers,
             server_timeout,
-        }
+        })
     }
 
     fn quorum(&self) -> usize {
-        self.servers.len() / 2 + 1
+        quorum(self.servers.len())
+    }
+
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.servers[0].timeouts().command
+    }
+
+    /// 1% of the TTL plus 2 ms, as the Redlock algorithm prescribes.
+    pub(crate) fn drift(&self, ttl: Duration) -> Duration {
+        ttl / 100 + Duration::from_millis(2)
     }
 
     /// The per-server timeout for an operation on a lock with this TTL.
@@ -62,6 +103,24 @@ impl RedlockBackend {
         self.server_timeout.unwrap_or(MAX_SERVER_TIMEOUT)
     }
 
+    /// Why `ttl` cannot work: nothing would be left of it after the drift margin and a
+    /// server's answer, so every acquire would fail on a free lock.
+    pub(crate) fn refuse_ttl(&self, ttl: Duration) -> Option<String> {
+        let needed = self.drift(ttl) + self.timeout_for(ttl);
+        (ttl <= needed).then(|| {
+            let minimum = (1..)
+                .map(Duration::from_millis)
+                .find(|ttl| *ttl > self.drift(*ttl) + self.timeout_for(*ttl))
+                .unwrap_or(needed);
+            format!(
+                "with Redlock the TTL must be at least {} ms (got {ttl:?}): it must outlast \
+                 the clock-drift margin (1% + 2 ms) and the per-server timeout ({:?})",
+                minimum.as_millis(),
+                self.timeout_for(ttl)
+            )
+        })
+    }
+
     /// Runs `operation` on every server at once, each bounded by `limit`.
     async fn on_all<'a, T, F, Fut>(
         &'a self,
@@ -69,22 +128,22 @@ impl RedlockBackend {
         operation: F,
     ) -> Vec<Answer<T>>
     where
-        F: Fn(&'a RedisBackend) -> Fut,
+        F: Fn(&'a Server) -> Fut,
         Fut: Future<Output = Result<T, LockError>> + 'a,
     {
         join_all(self.servers.iter().map(|server| {
             let answer = operation(server);
             async move {
                 let answer = match limit {
-                    Some(limit) => match tokio::time::timeout(limit, answer).await {
-                        Ok(answer) => answer,
-                        Err(_) => {
-                            return Err(format!("{}: no answer within {limit:?}", server.server()));
+                    Some(after) => tokio::time::timeout(after, answer).await.map_err(|_| {
+                        ServerFailure::Timeout {
+                            server: server.address().to_owned(),
+                            after,
                         }
-                    },
+                    })?,
                     None => answer.await,
                 };
-                answer.map_err(|error| format!("{}: {}", server.server(), reason(&error)))
+                answer.map_err(|error| failure(server, error))
             }
         }))
         .await
@@ -92,13 +151,13 @@ impl RedlockBackend {
 
     fn no_quorum(
         &self,
-        key: &str,
+        keys: Option<&LockKeys>,
         answered: usize,
         granted: usize,
-        failures: Vec<String>,
+        failures: Vec<ServerFailure>,
     ) -> LockError {
         LockError::Quorum {
-            key: key.to_owned(),
+            name: keys.map(|keys| keys.lock_name().to_owned()),
             servers: self.servers.len(),
             needed: self.quorum(),
             answered,
@@ -107,47 +166,269 @@ impl RedlockBackend {
         }
     }
 
-    /// An extend's outcome from the servers' answers: held on a quorum until at least the
-    /// quorum-th longest expiry (less the drift), lost when a majority says the key is gone
-    /// or another owner's, undecided (`Quorum`) otherwise.
+    /// Releases `token`'s key on every server, ignoring failures (the keys expire).
+    async fn release_everywhere(&self, keys: &LockKeys, token: &str) {
+        self.on_all(Some(self.timeout()), |server| {
+            release_on(server, keys, token)
+        })
+        .await;
+    }
+
+    pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
+        let Request {
+            keys, token, ttl, ..
+        } = request;
+        let limit = self.timeout_for(ttl);
+        let started = Instant::now();
+        let answers = self
+            .on_all(Some(limit), |server| acquire_on(server, keys, token, ttl))
+            .await;
+        let elapsed = started.elapsed();
+        let (attempts, failures) = split(answers);
+        let granted = attempts.iter().filter(|(won, _)| *won).count();
+        let validity = ttl.checked_sub(elapsed + self.drift(ttl));
+        if granted >= self.quorum() && validity.is_some_and(|left| !left.is_zero()) {
+            return Ok(Attempt::Won { fence: None });
+        }
+        if granted > 0 || !failures.is_empty() {
+            // Failures too: a server that timed out may have set the key.
+            self.release_everywhere(keys, token).await;
+        }
+        if attempts.len() < self.quorum() {
+            return Err(self.no_quorum(Some(keys), attempts.len(), granted, failures));
+        }
+        let holder_left = attempts
+            .iter()
+            .filter(|(won, _)| !won)
+            .filter_map(|(_, left)| left.holder_left())
+            .min();
+        Ok(Attempt::Busy {
+            remaining: if granted > 0 || holder_left.is_none() {
+                Some(split_vote_backoff(limit))
+            } else {
+                holder_left
+            },
+            at_us: None,
+        })
+    }
+
+    /// Waiters do not queue: they hear frees on the lock's channel, on one live server
+    /// (a release publishes on every server it reaches). A random one spreads them.
+    pub(crate) async fn listen(&self, keys: &LockKeys, token: &str) -> Result<Listener, LockError> {
+        let first = fastrand::usize(..self.servers.len());
+        let limit = self.timeout().max(Duration::from_millis(250));
+        let mut failures = Vec::new();
+        for index in 0..self.servers.len() {
+            let server = &self.servers[(first + index) % self.servers.len()];
+            let listened = server.listen_frees(token, keys.channel(), keys.lock_name());
+            match tokio::time::timeout(limit, listened).await {
+                Ok(Ok(registration)) => {
+                    return Ok(Listener {
+                        registration,
+                        inbox: Inbox::Channel(server.inbox().clone()),
+                    });
+                }
+                Ok(Err(error)) => failures.push(failure(server, error)),
+                Err(_) => failures.push(ServerFailure::Timeout {
+                    server: server.address().to_owned(),
+                    after: limit,
+                }),
+            }
+        }
+        Err(self.no_quorum(Some(keys), 0, 0, failures))
+    }
+
+    /// No queue: a plain attempt.
+    pub(crate) async fn acquire_queued(
+        &self,
+        request: Request<'_>,
+        _spec: &crate::queue::QueueSpec,
+        _listener: &Listener,
+    ) -> Result<Attempt, LockError> {
+        self.acquire(request).await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<ReleaseReport, LockError> {
+        let answers = self
+            .on_all(Some(self.timeout()), |server| {
+                release_on(server, keys, token)
+            })
+            .await;
+        let (released, failures) = split(answers);
+        let servers_held = released.iter().filter(|held| **held).count();
+        match decide_release(self.servers.len(), servers_held, failures.len()) {
+            Some(held) => Ok(ReleaseReport {
+                held,
+                servers_held,
+                servers: self.servers.len(),
+            }),
+            None => Err(self.no_quorum(Some(keys), released.len(), servers_held, failures)),
+        }
+    }
+
+    pub(crate) async fn extend(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+        by: Duration,
+        mode: ExtendMode,
+    ) -> Result<Option<Duration>, LockError> {
+        let limit = match mode {
+            ExtendMode::Renew | ExtendMode::Set => self.timeout_for(by),
+            ExtendMode::Add => self.timeout(),
+        };
+        let answers = self
+            .on_all(Some(limit), |server| {
+                ops::extend(server, keys, token, by, mode)
+            })
+            .await;
+        self.decide_extend(keys, answers)
+    }
+
     fn decide_extend(
         &self,
         keys: &LockKeys,
         answers: Vec<Answer<Option<Duration>>>,
     ) -> Result<Option<Duration>, LockError> {
         let (extended, failures) = split(answers);
-        let mut granted: Vec<Duration> = extended.iter().filter_map(|left| *left).collect();
-        if granted.len() >= self.quorum() {
-            granted.sort_unstable_by(|a, b| b.cmp(a));
-            let left = granted[self.quorum() - 1];
-            return Ok(left
-                .checked_sub(self.drift(left))
-                .filter(|left| !left.is_zero()));
+        let granted: Vec<Duration> = extended.iter().filter_map(|left| *left).collect();
+        match decide_extend(self.servers.len(), &granted, failures.len()) {
+            Ok(left) => Ok(left),
+            Err(()) => Err(self.no_quorum(Some(keys), extended.len(), granted.len(), failures)),
         }
-        if granted.len() + failures.len() >= self.quorum() && !failures.is_empty() {
-            return Err(self.no_quorum(keys.key(), extended.len(), granted.len(), failures));
-        }
-        Ok(None)
     }
 
-    /// Releases `token`'s key on every server, ignoring failures (the keys expire).
-    async fn release_everywhere(&self, keys: &LockKeys, token: &str) {
-        let limit = self.timeout();
-        self.on_all(Some(limit), |server| server.release(keys, token))
+    pub(crate) async fn extend_many(
+        &self,
+        batch: &[Renewal<'_>],
+    ) -> Vec<Result<Option<Duration>, LockError>> {
+        let shortest = batch
+            .iter()
+            .map(|renewal| renewal.ttl)
+            .min()
+            .unwrap_or_default();
+        let limit = self.timeout_for(shortest);
+        let per_server = self
+            .on_all(Some(limit), |server| async move {
+                Ok::<_, LockError>(ops::extend_many(server, batch).await)
+            })
             .await;
+        // Turn per-server lists into per-lock answers.
+        let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
+            .iter()
+            .map(|_| Vec::with_capacity(self.servers.len()))
+            .collect();
+        for (server, answers) in self.servers.iter().zip(per_server) {
+            match answers {
+                Ok(answers) => {
+                    for (answer, lock) in answers.into_iter().zip(&mut per_lock) {
+                        lock.push(answer.map_err(|error| failure(server, error)));
+                    }
+                }
+                Err(missing) => per_lock
+                    .iter_mut()
+                    .for_each(|lock| lock.push(Err(missing.clone()))),
+            }
+        }
+        batch
+            .iter()
+            .zip(per_lock)
+            .map(|(renewal, answers)| self.decide_extend(renewal.keys, answers))
+            .collect()
+    }
+
+    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
+        let answers = self
+            .on_all(Some(self.timeout()), |server| ops::holder(server, keys))
+            .await;
+        let (holders, failures) = split(answers);
+        match majority_holder(self.servers.len(), &holders) {
+            Some(holder) => Ok(holder.cloned()),
+            None => Err(self.no_quorum(Some(keys), holders.len(), 0, failures)),
+        }
+    }
+
+    pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
+        let answers = self
+            .on_all(Some(self.timeout()), |server| ops::remaining(server, keys))
+            .await;
+        let (mut remaining, failures) = split(answers);
+        if remaining.len() < self.quorum() {
+            let answered = remaining.len();
+            return Err(self.no_quorum(Some(keys), answered, answered, failures));
+        }
+        Ok(quorum_remaining(self.servers.len(), &mut remaining))
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), LockError> {
+        // No per-server bound: a ping also connects, within the connect timeout.
+        let answers = self.on_all(None, ops::ping).await;
+        let (answered, failures) = split(answers);
+        if answered.len() >= self.quorum() {
+            if !failures.is_empty() {
+                tracing::warn!(?failures, "some Redlock servers are unreachable");
+            }
+            return Ok(());
+        }
+        Err(self.no_quorum(None, answered.len(), answered.len(), failures))
     }
 }
 
-/// The part of an error worth repeating per server.
-fn reason(error: &LockError) -> String {
+/// One server's acquire: `SET NX PX` and the holder's `PTTL` in one round trip.
+async fn acquire_on(
+    server: &Server,
+    keys: &LockKeys,
+    token: &str,
+    ttl: Duration,
+) -> Result<(bool, Remaining), LockError> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(keys.key())
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(millis::expiry(ttl))
+        .cmd("PTTL")
+        .arg(keys.key());
+    let mut connection = server.connection()?;
+    let (set, pttl): (redis::Value, i64) = pipe
+        .query_async(&mut connection)
+        .await
+        .map_err(|source| server.error(keys.lock_name(), source))?;
+    Ok((set != redis::Value::Nil, Remaining::from_pttl(pttl)))
+}
+
+/// One server's release: owner-checked delete that announces the free.
+async fn release_on(server: &Server, keys: &LockKeys, token: &str) -> Result<bool, LockError> {
+    let mut invocation = RELEASE_FREE.key(keys.key());
+    invocation.key(keys.channel()).arg(token);
+    let released: i64 = server.eval(&invocation, keys.lock_name()).await?;
+    Ok(released == 1)
+}
+
+fn failure(server: &Server, error: LockError) -> ServerFailure {
+    let server = server.address().to_owned();
     match error {
-        LockError::Connect { source, .. } | LockError::Backend { source, .. } => source.to_string(),
-        other => other.to_string(),
+        LockError::Connect { source, .. }
+        | LockError::Auth { source, .. }
+        | LockError::Backend { source, .. } => ServerFailure::Failed { server, source },
+        other => ServerFailure::Unusable {
+            server,
+            reason: other.to_string(),
+        },
     }
 }
 
-/// The answers that succeeded, and the reasons of those that did not.
-fn split<T>(answers: Vec<Answer<T>>) -> (Vec<T>, Vec<String>) {
+fn quorum(servers: usize) -> usize {
+    servers / 2 + 1
+}
+
+/// The answers that succeeded, and the failures of those that did not.
+fn split<T>(answers: Vec<Answer<T>>) -> (Vec<T>, Vec<ServerFailure>) {
     let mut values = Vec::with_capacity(answers.len());
     let mut failures = Vec::new();
     for answer in answers {
@@ -159,243 +440,141 @@ fn split<T>(answers: Vec<Answer<T>>) -> (Vec<T>, Vec<String>) {
     (values, failures)
 }
 
+/// A release's outcome: held when a quorum released it; not held when so many said "not
+/// mine" that the silent ones cannot make a quorum; undecided (`None`) otherwise.
+fn decide_release(servers: usize, held: usize, silent: usize) -> Option<bool> {
+    if held >= quorum(servers) {
+        return Some(true);
+    }
+    (held + silent < quorum(servers)).then_some(false)
+}
+
+/// An extend's outcome from the remaining times granted: held on a quorum until the
+/// quorum-th longest (less the drift); lost when the silent servers cannot make a quorum
+/// with the granted ones; undecided (`Err`) otherwise.
+fn decide_extend(
+    servers: usize,
+    granted: &[Duration],
+    silent: usize,
+) -> Result<Option<Duration>, ()> {
+    let needed = quorum(servers);
+    if granted.len() >= needed {
+        let mut granted = granted.to_vec();
+        granted.sort_unstable_by(|a, b| b.cmp(a));
+        let left = granted[needed - 1];
+        let drift = left / 100 + Duration::from_millis(2);
+        return Ok(left.checked_sub(drift).filter(|left| !left.is_zero()));
+    }
+    if granted.len() + silent >= needed && silent > 0 {
+        return Err(());
+    }
+    Ok(None)
+}
+
+/// The token a quorum of the answers agrees on: `Some(Some(token))`, `Some(None)` when
+/// no token has a quorum but enough answered to say so, `None` when too few answered.
+fn majority_holder(servers: usize, holders: &[Option<String>]) -> Option<Option<&String>> {
+    let needed = quorum(servers);
+    let majority = holders.iter().flatten().find(|token| {
+        holders
+            .iter()
+            .flatten()
+            .filter(|other| other == token)
+            .count()
+            >= needed
+    });
+    match majority {
+        Some(token) => Some(Some(token)),
+        None if holders.len() >= needed => Some(None),
+        None => None,
+    }
+}
+
+/// Held for as long as a quorum of servers still has a key: the quorum-th longest, with
+/// "forever" longest and "free" shortest.
+fn quorum_remaining(servers: usize, remaining: &mut [Remaining]) -> Remaining {
+    remaining.sort_unstable_by_key(|left| match left {
+        Remaining::Forever => (0, Duration::ZERO),
+        Remaining::Expires(left) => (1, Duration::MAX - *left),
+        Remaining::Free => (2, Duration::ZERO),
+    });
+    remaining[quorum(servers) - 1]
+}
+
 /// A short random pause before the next attempt after a split vote, so that contenders
 /// who each got part of the servers do not collide again in lockstep.
 fn split_vote_backoff(limit: Duration) -> Duration {
     (limit * 2).mul_f64(fastrand::f64()) + Duration::from_millis(1)
 }
 
-impl Backend for RedlockBackend {
-    fn acquire<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-        ttl: Duration,
-        _fencing: bool,
-    ) -> BoxFuture<'a, Result<Attempt, LockError>> {
-        Box::pin(async move {
-            let limit = self.timeout_for(ttl);
-            let started = Instant::now();
-            let answers = self
-                .on_all(Some(limit), |server| {
-                    server.acquire(keys, token, ttl, false)
-                })
-                .await;
-            let elapsed = started.elapsed();
-            let (attempts, failures) = split(answers);
-            let granted = attempts
-                .iter()
-                .filter(|attempt| matches!(attempt, Attempt::Acquired { .. }))
-                .count();
-            let validity = ttl.checked_sub(elapsed + self.drift(ttl));
-            if granted >= self.quorum() && validity.is_some_and(|left| !left.is_zero()) {
-                return Ok(Attempt::Acquired { fence: None });
-            }
-            if granted > 0 || !failures.is_empty() {
-                // Failures too: a server that timed out may have set the key.
-                self.release_everywhere(keys, token).await;
-            }
-            let answered = attempts.len();
-            if answered < self.quorum() {
-                return Err(self.no_quorum(keys.key(), answered, granted, failures));
-            }
-            let holder_left = attempts
-                .iter()
-                .filter_map(|attempt| match attempt {
-                    Attempt::Busy { remaining } => *remaining,
-                    Attempt::Acquired { .. } => None,
-                })
-                .min();
-            Ok(Attempt::Busy {
-                remaining: if granted > 0 || holder_left.is_none() {
-                    Some(split_vote_backoff(limit))
-                } else {
-                    holder_left
-                },
-            })
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn releases_decide_on_a_quorum() {
+        assert_eq!(decide_release(5, 3, 0), Some(true));
+        assert_eq!(decide_release(5, 3, 2), Some(true));
+        // Two said "not mine", two are silent: the silent two plus one could still hold it.
+        assert_eq!(decide_release(5, 1, 2), None);
+        assert_eq!(decide_release(5, 0, 0), Some(false));
+        assert_eq!(decide_release(5, 2, 0), Some(false));
+        assert_eq!(decide_release(1, 1, 0), Some(true));
     }
 
-    fn release<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-    ) -> BoxFuture<'a, Result<Released, LockError>> {
-        Box::pin(async move {
-            let answers = self
-                .on_all(Some(self.timeout()), |server| server.release(keys, token))
-                .await;
-            let (released, failures) = split(answers);
-            let servers_held = released.iter().filter(|released| released.held).count();
-            let held = servers_held >= self.quorum();
-            if !held && servers_held + failures.len() >= self.quorum() {
-                // The servers that did not answer may still hold it: undecided.
-                return Err(self.no_quorum(keys.key(), released.len(), servers_held, failures));
-            }
-            Ok(Released {
-                held,
-                servers_held,
-                servers: self.servers.len(),
-            })
-        })
+    #[test]
+    fn extends_keep_the_quorum_th_longest_less_drift() {
+        let granted = [10 * SECOND, 2 * SECOND, 5 * SECOND];
+        let left = decide_extend(5, &granted, 0).unwrap().unwrap();
+        // The third longest of five servers' grants, less 1% + 2 ms.
+        assert_eq!(
+            left,
+            2 * SECOND - (2 * SECOND / 100 + Duration::from_millis(2))
+        );
+        assert_eq!(
+            decide_extend(5, &granted[..2], 0),
+            Ok(None),
+            "lost: a majority said no"
+        );
+        assert_eq!(decide_extend(5, &granted[..2], 1), Err(()), "undecided");
+        assert_eq!(
+            decide_extend(3, &[Duration::from_millis(1); 2], 0),
+            Ok(None),
+            "nothing left"
+        );
     }
 
-    fn extend<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-        token: &'a str,
-        by: Duration,
-        mode: ExtendMode,
-    ) -> BoxFuture<'a, Result<Option<Duration>, LockError>> {
-        Box::pin(async move {
-            let limit = match mode {
-                ExtendMode::Set => self.timeout_for(by),
-                ExtendMode::Add => self.timeout(),
-            };
-            let answers = self
-                .on_all(Some(limit), |server| server.extend(keys, token, by, mode))
-                .await;
-            self.decide_extend(keys, answers)
-        })
+    #[test]
+    fn holders_and_remaining_follow_the_majority() {
+        let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
+        let holders = [a.clone(), a.clone(), b.clone(), None, a.clone()];
+        assert_eq!(majority_holder(5, &holders), Some(Some(&"a".to_owned())));
+        assert_eq!(majority_holder(5, &[a.clone(), b, None]), Some(None));
+        assert_eq!(majority_holder(5, &[a.clone(), a]), None);
+        let mut remaining = [
+            Remaining::Free,
+            Remaining::Expires(SECOND),
+            Remaining::Forever,
+            Remaining::Expires(3 * SECOND),
+            Remaining::Free,
+        ];
+        assert_eq!(
+            quorum_remaining(5, &mut remaining),
+            Remaining::Expires(SECOND)
+        );
     }
 
-    fn extend_many<'a>(
-        &'a self,
-        batch: &'a [Renewal<'a>],
-    ) -> BoxFuture<'a, Vec<Result<Option<Duration>, LockError>>> {
-        Box::pin(async move {
-            let shortest = batch
-                .iter()
-                .map(|renewal| renewal.ttl)
-                .min()
-                .unwrap_or_default();
-            let limit = self.timeout_for(shortest);
-            let per_server = self
-                .on_all(Some(limit), |server| async move {
-                    Ok::<_, LockError>(server.extend_many(batch).await)
-                })
-                .await;
-            // Turn per-server lists into per-lock answers.
-            let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
-                .iter()
-                .map(|_| Vec::with_capacity(self.servers.len()))
-                .collect();
-            for (server, answers) in self.servers.iter().zip(per_server) {
-                match answers {
-                    Ok(answers) => {
-                        for (answer, lock) in answers.into_iter().zip(&mut per_lock) {
-                            lock.push(answer.map_err(|error| {
-                                format!("{}: {}", server.server(), reason(&error))
-                            }));
-                        }
-                    }
-                    Err(failure) => {
-                        for lock in &mut per_lock {
-                            lock.push(Err(failure.clone()));
-                        }
-                    }
-                }
-            }
-            batch
-                .iter()
-                .zip(per_lock)
-                .map(|(renewal, answers)| self.decide_extend(renewal.keys, answers))
-                .collect()
-        })
-    }
-
-    fn holder<'a>(
-        &'a self,
-        keys: &'a LockKeys,
-    ) -> BoxFuture<'a, Result<Option<String>, LockError>> {
-        Box::pin(async move {
-            let answers = self
-                .on_all(Some(self.timeout()), |server| server.holder(keys))
-                .await;
-            let (holders, failures) = split(answers);
-            let majority = holders.iter().flatten().find(|token| {
-                holders
-                    .iter()
-                    .flatten()
-                    .filter(|other| other == token)
-                    .count()
-                    >= self.quorum()
-            });
-            if let Some(token) = majority {
-                return Ok(Some(token.clone()));
-            }
-            if holders.len() < self.quorum() {
-                return Err(self.no_quorum(keys.key(), holders.len(), 0, failures));
-            }
-            Ok(None)
-        })
-    }
-
-    fn remaining<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<Remaining, LockError>> {
-        Box::pin(async move {
-            let answers = self
-                .on_all(Some(self.timeout()), |server| server.remaining(keys))
-                .await;
-            let (mut remaining, failures) = split(answers);
-            if remaining.len() < self.quorum() {
-                let answered = remaining.len();
-                return Err(self.no_quorum(keys.key(), answered, answered, failures));
-            }
-            // Held for as long as a quorum of servers still has a key: the quorum-th
-            // longest, with "forever" longest and "free" shortest.
-            remaining.sort_unstable_by_key(|left| match left {
-                Remaining::Forever => (0, Duration::ZERO),
-                Remaining::Expires(left) => (1, Duration::MAX - *left),
-                Remaining::Free => (2, Duration::ZERO),
-            });
-            Ok(remaining[self.quorum() - 1])
-        })
-    }
-
-    fn watch<'a>(&'a self, keys: &'a LockKeys) -> BoxFuture<'a, Result<ReleaseWatch, LockError>> {
-        Box::pin(async move {
-            // A release publishes on every server it reaches; hearing one server is
-            // enough. Start at a random one to spread the subscriptions.
-            let first = fastrand::usize(..self.servers.len());
-            let limit = self.timeout().max(Duration::from_millis(250));
-            let mut failures = Vec::new();
-            for index in 0..self.servers.len() {
-                let server = &self.servers[(first + index) % self.servers.len()];
-                match tokio::time::timeout(limit, server.watch_channel(keys)).await {
-                    Ok(Ok(watch)) => return Ok(watch),
-                    Ok(Err(error)) => {
-                        failures.push(format!("{}: {}", server.server(), reason(&error)))
-                    }
-                    Err(_) => {
-                        failures.push(format!("{}: no answer within {limit:?}", server.server()))
-                    }
-                }
-            }
-            Err(self.no_quorum(keys.key(), 0, 0, failures))
-        })
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<(), LockError>> {
-        Box::pin(async move {
-            // No per-server bound: a ping also connects, within the connect timeout.
-            let answers = self.on_all(None, RedisBackend::ping).await;
-            let (answered, failures) = split(answers);
-            if answered.len() >= self.quorum() {
-                if !failures.is_empty() {
-                    tracing::warn!(failures = ?failures, "some Redlock servers are unreachable");
-                }
-                return Ok(());
-            }
-            Err(self.no_quorum("", answered.len(), answered.len(), failures))
-        })
-    }
-
-    fn fencing_refusal(&self) -> Option<&'static str> {
-        Some(NO_FENCING)
-    }
-
-    /// 1% of the TTL plus 2 ms, as the Redlock algorithm prescribes.
-    fn drift(&self, ttl: Duration) -> Duration {
-        ttl / 100 + Duration::from_millis(2)
+    #[test]
+    fn ttls_too_short_for_the_margin_are_refused_with_the_minimum() {
+        let redlock = Redlock {
+            servers: Vec::new(),
+            server_timeout: None,
+        };
+        let refused = redlock.refuse_ttl(Duration::from_millis(3)).unwrap();
+        assert!(refused.contains("at least 8 ms"), "{refused}");
+        assert!(redlock.refuse_ttl(Duration::from_millis(8)).is_none());
+        assert!(redlock.refuse_ttl(Duration::from_secs(30)).is_none());
     }
 }

@@ -114,7 +114,7 @@ async fn contention_is_an_error_per_the_wait_policy() {
 
     let held = fx.another_locker().lock("order:1").acquire().await.unwrap();
     match pay(locker, 1).await {
-        Err(AppError::Lock(LockError::Busy { key })) => assert_eq!(key, "lock:{order:1}"),
+        Err(AppError::Lock(LockError::Busy { name, .. })) => assert_eq!(name, "order:1"),
         other => panic!("expected Busy, got {other:?}"),
     }
     let started = Instant::now();
@@ -208,7 +208,7 @@ async fn min_hold_keeps_the_key_for_the_window() {
     // The body is done, but the key stays for the rest of the window.
     let left = fx
         .locker
-        .ttl("job:window")
+        .remaining("job:window")
         .await
         .unwrap()
         .expect("the key was deleted");
@@ -282,7 +282,7 @@ async fn on_lost_abort_drops_the_body_and_returns_lost() {
     let fx = Fixture::redis();
     let started = Instant::now();
     match abortable(&fx.locker, "a", &fx.url()).await {
-        Err(AppError::Lock(LockError::Lost { key })) => assert_eq!(key, "lock:{abort:a}"),
+        Err(AppError::Lock(LockError::Lost { name })) => assert_eq!(name, "abort:a"),
         other => panic!("expected Lost, got {other:?}"),
     }
     assert!(

@@ -114,7 +114,7 @@ async fn three_of_five_down_fail_with_the_quorum_error_within_the_server_timeout
     }
     let message = error.to_string();
     assert!(
-        message.contains("2 of 5 Redis servers answered and 2 granted, 3 needed"),
+        message.contains("2 of 5 servers answered, 2 granted, 3 needed"),
         "{message}"
     );
     // Bounded by the per-server timeout, far from the TTL or the 20 s command timeout.

@@ -1,0 +1,89 @@
+//! Lock operations on one Redis server, shared by the single-server backend and by every
+//! server of a Redlock: owner-checked extend and renewal, inspection, ping.
+
+use std::time::Duration;
+
+use super::{ExtendMode, Remaining, Renewal};
+use crate::driver::Server;
+use crate::key::LockKeys;
+use crate::scripts::{EXTEND, EXTEND_MANY};
+use crate::{LockError, millis};
+
+/// Locks renewed per script call: bounds the time one call blocks the server.
+const RENEWALS_PER_CALL: usize = 500;
+
+/// Changes the expiry if `token` owns the key; the new remaining time, or `None`.
+pub(crate) async fn extend(
+    server: &Server,
+    keys: &LockKeys,
+    token: &str,
+    by: Duration,
+    mode: ExtendMode,
+) -> Result<Option<Duration>, LockError> {
+    let mut invocation = EXTEND.key(keys.key());
+    invocation
+        .arg(token)
+        .arg(millis::expiry(by))
+        .arg(match mode {
+            ExtendMode::Renew => "renew",
+            ExtendMode::Add => "add",
+            ExtendMode::Set => "set",
+        });
+    let left: u64 = server.eval(&invocation, keys.lock_name()).await?;
+    Ok((left > 0).then(|| millis::reported(left)))
+}
+
+/// Renews `batch` (locks of one slot, on Cluster) in calls of at most 500 locks.
+pub(crate) async fn extend_many(
+    server: &Server,
+    batch: &[Renewal<'_>],
+) -> Vec<Result<Option<Duration>, LockError>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(RENEWALS_PER_CALL) {
+        let mut invocation = EXTEND_MANY.prepare_invoke();
+        for renewal in chunk {
+            invocation
+                .key(renewal.keys.key())
+                .arg(renewal.token)
+                .arg(millis::expiry(renewal.ttl));
+        }
+        match server.eval::<Vec<u64>>(&invocation, "").await {
+            Ok(renewed) => outcomes.extend(
+                renewed
+                    .into_iter()
+                    .map(|ms| Ok((ms > 0).then(|| millis::reported(ms)))),
+            ),
+            Err(error) => outcomes.extend(chunk.iter().map(|renewal| {
+                Err(match &error {
+                    LockError::Backend { source, .. } => LockError::Backend {
+                        name: renewal.keys.lock_name().to_owned(),
+                        source: source.clone(),
+                    },
+                    other => other.clone(),
+                })
+            })),
+        }
+    }
+    outcomes
+}
+
+/// The lock's owner token, if any.
+pub(crate) async fn holder(server: &Server, keys: &LockKeys) -> Result<Option<String>, LockError> {
+    server
+        .query(redis::cmd("GET").arg(keys.key()), keys.lock_name())
+        .await
+}
+
+/// How long the lock stays held.
+pub(crate) async fn remaining(server: &Server, keys: &LockKeys) -> Result<Remaining, LockError> {
+    let pttl: i64 = server
+        .query(redis::cmd("PTTL").arg(keys.key()), keys.lock_name())
+        .await?;
+    Ok(Remaining::from_pttl(pttl))
+}
+
+/// Checks that the server answers.
+pub(crate) async fn ping(server: &Server) -> Result<(), LockError> {
+    let _: String = server.query(&redis::cmd("PING"), "").await?;
+    Ok(())
+}

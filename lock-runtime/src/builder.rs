@@ -1,0 +1,493 @@
+//! [`LockerBuilder`]: a locker's settings, where they come from (code, the environment,
+//! or both), and the constructors that check them and build the backend.
+
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::{RedisBackend, Timeouts};
+use crate::backend::redlock::Redlock;
+use crate::{LockError, Locker, key, millis};
+
+/// The default `REDIS_URL` of [`Locker::from_env`].
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "lock:";
+
+/// A locker's settings, as checked by the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) prefix: String,
+    pub(crate) ttl: Duration,
+    pub(crate) wait: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) server_timeout: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+            ttl: Duration::from_secs(30),
+            wait: Duration::ZERO,
+            poll_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            server_timeout: None,
+        }
+    }
+}
+
+/// Where [`LockerBuilder::build`] puts the locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Redis(String),
+    Redlock(Vec<String>),
+}
+
+/// Settings of a [`Locker`]: key prefix, request defaults and Redis timeouts; then a
+/// constructor ([`redis`](Self::redis), [`redlock`](Self::redlock),
+/// [`memory`](Self::memory), or [`build`](Self::build) for the target read by
+/// [`from_env`](Self::from_env)).
+///
+/// ```
+/// use std::time::Duration;
+/// use lock_runtime::Locker;
+///
+/// let locker = Locker::builder()
+///     .prefix("shop:lock:")
+///     .ttl(Duration::from_secs(10))
+///     .wait(Duration::from_secs(1))
+///     .redis("redis://127.0.0.1:6379/0")?;
+/// assert_eq!(locker.prefix(), "shop:lock:");
+/// # Ok::<(), lock_runtime::LockError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LockerBuilder {
+    settings: Settings,
+    target: Target,
+}
+
+impl Default for LockerBuilder {
+    fn default() -> Self {
+        Self {
+            settings: Settings::default(),
+            target: Target::Redis(DEFAULT_REDIS_URL.to_owned()),
+        }
+    }
+}
+
+type SetDuration = fn(&mut Settings, Duration);
+
+/// The duration variables [`LockerBuilder::from_env`] reads, with what they set.
+const ENV_DURATIONS: [(&str, SetDuration); 6] = [
+    ("LOCK_TTL", |settings, value| settings.ttl = value),
+    ("LOCK_WAIT", |settings, value| settings.wait = value),
+    ("LOCK_POLL_INTERVAL", |settings, value| {
+        settings.poll_interval = value
+    }),
+    ("LOCK_CONNECT_TIMEOUT", |settings, value| {
+        settings.connect_timeout = value
+    }),
+    ("LOCK_COMMAND_TIMEOUT", |settings, value| {
+        settings.command_timeout = value
+    }),
+    ("LOCK_SERVER_TIMEOUT", |settings, value| {
+        settings.server_timeout = Some(value)
+    }),
+];
+
+impl LockerBuilder {
+    /// The settings and target from the environment, so that code can change some of
+    /// them before [`build`](Self::build):
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `REDIS_URLS` | comma-separated URLs: Redlock over those servers | unset |
+    /// | `REDIS_URL` | one server (used when `REDIS_URLS` is unset) | `redis://127.0.0.1:6379` |
+    /// | `LOCK_PREFIX` | the key prefix | `lock:` |
+    /// | `LOCK_TTL` | the default TTL | `30s` |
+    /// | `LOCK_WAIT` | the default wait | `0` |
+    /// | `LOCK_POLL_INTERVAL` | [`poll_interval`](Self::poll_interval) | `1s` |
+    /// | `LOCK_CONNECT_TIMEOUT` | [`connect_timeout`](Self::connect_timeout) | `2s` |
+    /// | `LOCK_COMMAND_TIMEOUT` | [`command_timeout`](Self::command_timeout) | `2s` |
+    /// | `LOCK_SERVER_TIMEOUT` | [`server_timeout`](Self::server_timeout) (Redlock) | 1% of the TTL, 5-50 ms |
+    ///
+    /// Durations are a number with a unit (`250ms`, `30s`, `2m`, `1h`) or plain seconds
+    /// (`30`, `0.5`). A value that does not parse is a [`LockError::Config`] naming the
+    /// variable; an empty one counts as unset.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lock_runtime::LockError> {
+    /// use std::time::Duration;
+    /// use lock_runtime::LockerBuilder;
+    ///
+    /// // REDIS_URL, LOCK_PREFIX... from the environment; one timeout from code.
+    /// let locker = LockerBuilder::from_env()?
+    ///     .command_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// # let _ = locker; Ok(()) }
+    /// ```
+    pub fn from_env() -> Result<Self, LockError> {
+        Self::from_vars(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, LockError> {
+        let mut builder = Self::default();
+        if let Some(prefix) = var("LOCK_PREFIX") {
+            builder.settings.prefix = prefix;
+        }
+        for (name, set) in ENV_DURATIONS {
+            if let Some(value) = var(name) {
+                let duration = parse_duration(&value).ok_or_else(|| {
+                    LockError::Config(format!(
+                        "{name}={value:?} is not a duration; write e.g. `250ms`, `30s`, `2m` or plain seconds"
+                    ))
+                })?;
+                set(&mut builder.settings, duration);
+            }
+        }
+        let urls: Vec<String> = var("REDIS_URLS")
+            .iter()
+            .flat_map(|urls| urls.split(','))
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        builder.target = if urls.is_empty() {
+            Target::Redis(var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()))
+        } else {
+            Target::Redlock(urls)
+        };
+        Ok(builder)
+    }
+
+    /// Prepended to every lock name to form its Redis key (default `lock:`). May not
+    /// contain `{` or `}` (the lock's name is the key's Redis Cluster hash tag).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.settings.prefix = prefix.into();
+        self
+    }
+
+    /// The TTL of requests that set none (default 30 s; at least 1 ms).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.settings.ttl = ttl;
+        self
+    }
+
+    /// The wait of requests that set none (default zero: fail at once when held).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.settings.wait = wait;
+        self
+    }
+
+    /// The longest a waiter sleeps between attempts when it hears no release (default
+    /// 1 s; 1 ms to 1 h). Waiters are woken by releases; this only bounds the damage of a
+    /// missed notification, and a crashed waiter holds the queue up for two intervals.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.settings.poll_interval = interval;
+        self
+    }
+
+    /// Bound on connecting to Redis (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Bound on one Redis command's round trip (default 2 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.command_timeout = timeout;
+        self
+    }
+
+    /// Redlock: the bound on each server's answer (default: 1% of the lock's TTL,
+    /// clamped to 5-50 ms). A server slower than this counts as failed for that
+    /// operation, so a hung server costs one timeout, not the TTL.
+    pub fn server_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.server_timeout = Some(timeout);
+        self
+    }
+
+    /// A locker on the target of [`from_env`](Self::from_env) (by default the Redis
+    /// server at `redis://127.0.0.1:6379`).
+    pub fn build(self) -> Result<Locker, LockError> {
+        match self.target.clone() {
+            Target::Redis(url) => self.redis(&url),
+            Target::Redlock(urls) => self.redlock(urls),
+        }
+    }
+
+    /// A locker on the Redis server at `url`; see [`Locker::redis`].
+    ///
+    /// The connection speaks RESP3 (Redis 6 or newer), so release notifications share it
+    /// with commands, and sets `TCP_NODELAY`: lock commands are small request/response
+    /// exchanges that Nagle's algorithm would only delay.
+    pub fn redis(self, url: &str) -> Result<Locker, LockError> {
+        let settings = self.check()?;
+        let client = client_for(url)?;
+        let backend = RedisBackend::single(client, timeouts(&settings));
+        Ok(Locker::new(Backend::Redis(backend), settings))
+    }
+
+    /// A locker on the server of `client` (its URL's settings are used as they are, with
+    /// RESP3).
+    pub fn client(self, client: redis::Client) -> Result<Locker, LockError> {
+        let settings = self.check()?;
+        let info = client.get_connection_info().clone();
+        let client = open(resp3(info))
+            .map_err(|error| LockError::Config(format!("this client cannot be used ({error})")))?;
+        let backend = RedisBackend::single(client, timeouts(&settings));
+        Ok(Locker::new(Backend::Redis(backend), settings))
+    }
+
+    /// Redlock: locks on a majority of the independent Redis servers at `urls` (3 or 5
+    /// in production), so that losing a minority of them loses no lock. Same requests,
+    /// guards, attribute and errors as one server, plus [`LockError::Quorum`] when a
+    /// majority does not answer. Does not connect; [`Locker::ping`] connects to all and
+    /// succeeds when a majority answers.
+    ///
+    /// Every operation goes to all servers at once with a per-server timeout
+    /// ([`server_timeout`](Self::server_timeout)); an acquire wins with a quorum (`N / 2 +
+    /// 1`) of grants and time left of the TTL after the round trip and a clock-drift margin
+    /// (1% of the TTL + 2 ms), which the guard's
+    /// [`remaining`](crate::LockHandle::remaining) reports. Extend and renewal need a
+    /// quorum too; without one the guard reports the lock lost when its validity ends.
+    /// Fencing is refused with a [`LockError::Config`] that explains why, and so is a TTL
+    /// too short to outlast the drift margin and a server's answer.
+    ///
+    /// # One server with fencing, or Redlock?
+    ///
+    /// One server (`Locker::redis`) with `.fencing()` is the choice when the protected
+    /// resource can check a fencing token: it stays correct even when a paused holder
+    /// wakes up after its lock expired. Redlock is the choice when a lock must survive the
+    /// loss of a Redis server and the work is safe to repeat in the rare case of an
+    /// expired-while-paused holder.
+    ///
+    /// Restart rule: a server that crashed without fsync (`appendfsync always`) forgets
+    /// the keys it held. Keep it down for at least the longest lock TTL before it
+    /// rejoins, or a second owner can win a majority that includes it.
+    pub fn redlock<I>(self, urls: I) -> Result<Locker, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let settings = self.check()?;
+        let clients = urls
+            .into_iter()
+            .map(|url| client_for(url.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend = Redlock::new(clients, settings.server_timeout, timeouts(&settings))?;
+        Ok(Locker::new(Backend::Redlock(backend), settings))
+    }
+
+    /// A locker in this process's memory; see [`Locker::memory`].
+    pub fn memory(self) -> Result<Locker, LockError> {
+        let settings = self.check()?;
+        Ok(Locker::new(
+            Backend::Memory(MemoryBackend::default()),
+            settings,
+        ))
+    }
+
+    /// Checks every setting where it enters.
+    fn check(self) -> Result<Settings, LockError> {
+        let settings = self.settings;
+        key::check_prefix(&settings.prefix)?;
+        let one_ms = Duration::from_millis(1);
+        let bounds = [
+            ("the default TTL", settings.ttl, one_ms, millis::MAX),
+            (
+                "the default wait",
+                settings.wait,
+                Duration::ZERO,
+                millis::MAX,
+            ),
+            (
+                "the poll interval",
+                settings.poll_interval,
+                one_ms,
+                MAX_POLL_INTERVAL,
+            ),
+            (
+                "the connect timeout",
+                settings.connect_timeout,
+                one_ms,
+                MAX_TIMEOUT,
+            ),
+            (
+                "the command timeout",
+                settings.command_timeout,
+                one_ms,
+                MAX_TIMEOUT,
+            ),
+        ];
+        for (what, value, min, max) in bounds {
+            millis::check(what, value, min).map_err(LockError::Config)?;
+            if value > max {
+                return Err(LockError::Config(format!(
+                    "{what} {value:?} is too long; use at most {max:?}"
+                )));
+            }
+        }
+        if let Some(timeout) = settings.server_timeout {
+            millis::check("the Redlock server timeout", timeout, one_ms)
+                .map_err(LockError::Config)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// The longest poll interval: a missed notification costs at most this.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The longest connect or command timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+fn timeouts(settings: &Settings) -> Timeouts {
+    Timeouts {
+        connect: settings.connect_timeout,
+        command: settings.command_timeout,
+    }
+}
+
+/// `info` speaking RESP3 (notifications share the command connection).
+fn resp3(info: redis::ConnectionInfo) -> redis::ConnectionInfo {
+    let redis = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    info.set_redis_settings(redis)
+}
+
+fn open(info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(info)
+}
+
+/// A RESP3 client for `url` with `TCP_NODELAY`; an unparsable URL is a `Config` error
+/// that does not show the password.
+pub(crate) fn client_for(url: &str) -> Result<redis::Client, LockError> {
+    let invalid = |error: redis::RedisError| {
+        LockError::Config(format!(
+            "invalid Redis URL `{}` ({error}); expected redis://[user:password@]host:port[/db]",
+            redact(url)
+        ))
+    };
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    open(resp3(info.set_tcp_settings(tcp))).map_err(invalid)
+}
+
+/// `url` with any password replaced by `***`, for error messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `250ms`, `30s`, `1.5s`, `2m`, `1h`, or plain (possibly fractional) seconds.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_url_is_a_config_error_without_the_password() {
+        let err = Locker::redis("redis://:hunter2@[::1:6379").unwrap_err();
+        assert!(matches!(err, LockError::Config(_)), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("invalid Redis URL"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn not_a_url_is_a_config_error() {
+        let err = Locker::redis("localhost:6379").unwrap_err();
+        assert!(matches!(err, LockError::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn settings_are_bounded_where_they_enter() {
+        let err = Locker::builder().ttl(Duration::ZERO).memory().unwrap_err();
+        assert!(err.to_string().contains("default TTL"), "{err}");
+        let err = Locker::builder()
+            .poll_interval(Duration::MAX)
+            .memory()
+            .unwrap_err();
+        assert!(err.to_string().contains("poll interval"), "{err}");
+        let err = Locker::builder().prefix("a{b}:").memory().unwrap_err();
+        assert!(err.to_string().contains("prefix"), "{err}");
+        let err = Locker::builder()
+            .server_timeout(Duration::ZERO)
+            .memory()
+            .unwrap_err();
+        assert!(err.to_string().contains("server timeout"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_like_the_attribute() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 1h "), Some(Duration::from_secs(3600)));
+        for bad in ["", "s", "1x", "-1s", "1e400", "ten"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_environment_composes_with_code() {
+        let vars = |name: &str| -> Option<String> {
+            match name {
+                "REDIS_URLS" => Some("redis://a:1, redis://b:2,,redis://c:3".into()),
+                "LOCK_PREFIX" => Some("shop:".into()),
+                "LOCK_COMMAND_TIMEOUT" => Some("500ms".into()),
+                "LOCK_POLL_INTERVAL" => Some("2".into()),
+                _ => None,
+            }
+        };
+        let builder = LockerBuilder::from_vars(vars).unwrap();
+        assert_eq!(
+            builder.target,
+            Target::Redlock(vec![
+                "redis://a:1".into(),
+                "redis://b:2".into(),
+                "redis://c:3".into()
+            ])
+        );
+        assert_eq!(builder.settings.prefix, "shop:");
+        assert_eq!(builder.settings.command_timeout, Duration::from_millis(500));
+        assert_eq!(builder.settings.poll_interval, Duration::from_secs(2));
+        let builder = builder.command_timeout(Duration::from_secs(1));
+        assert_eq!(builder.settings.command_timeout, Duration::from_secs(1));
+
+        let bad = LockerBuilder::from_vars(|name| (name == "LOCK_TTL").then(|| "soon".into()));
+        let err = bad.unwrap_err().to_string();
+        assert!(err.contains("LOCK_TTL") && err.contains("soon"), "{err}");
+        let plain = LockerBuilder::from_vars(|_| None).unwrap();
+        assert_eq!(plain.target, Target::Redis(DEFAULT_REDIS_URL.into()));
+    }
+}

@@ -1,0 +1,370 @@
+//! The lease of a held lock: the one owner of its state and of every transition.
+//!
+//! ```text
+//!            renewed / extended                     release answered
+//!              +--------+        release begins         (owned)
+//!              v        |     +-----------------> Releasing ----------> Released
+//!   granted -> Held ----+-----+                      |
+//!              |                                     | release answered (not owned)
+//!              | renewal or extend finds another     v
+//!              | owner; lease runs out  ---------->  Lost
+//! ```
+//!
+//! The lease counts on this process's monotonic clock from when the request that granted
+//! or extended it was *sent*, less the backend's clock-drift margin, so it never outlives
+//! the key. A renewal in flight is marked on the lease: a release waits for it to land
+//! first, so a late renewal cannot lengthen a key that `release_after` just shortened.
+//! Only this module changes a lease; the guard, the renewal task and the request read it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::LockError;
+use crate::backend::{Backend, ExtendMode, ReleaseReport};
+use crate::key::LockKeys;
+
+/// Where a held lock stands, as far as this process knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Held until `valid_until` unless renewed or extended.
+    Held,
+    /// Its owner is releasing it (the release may have been cancelled and retried).
+    Releasing,
+    /// Known lost: an owner check failed, or the lease ran out.
+    Lost,
+    /// Given up by its owner.
+    Released,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    valid_until: Instant,
+    state: State,
+    /// A renewal of this lock is in flight.
+    renewing: bool,
+}
+
+/// Everything a guard, its handles and the renewal task share about one held lock.
+pub(crate) struct HeldLock {
+    backend: Arc<Backend>,
+    keys: LockKeys,
+    token: String,
+    fence: Option<u64>,
+    ttl: Duration,
+    acquired_at: Instant,
+    lease: watch::Sender<Lease>,
+}
+
+impl fmt::Debug for HeldLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lease = *self.lease.borrow();
+        f.debug_struct("HeldLock")
+            .field("name", &self.keys.lock_name())
+            .field("fencing_token", &self.fence)
+            .field("ttl", &self.ttl)
+            .field("state", &lease.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a granted acquisition hands to [`HeldLock::granted`].
+#[derive(Debug)]
+pub(crate) struct Grant {
+    pub(crate) keys: LockKeys,
+    pub(crate) token: String,
+    pub(crate) fence: Option<u64>,
+    pub(crate) ttl: Duration,
+    /// When the request that won was sent.
+    pub(crate) acquired_at: Instant,
+    /// Until when the lock surely is held (already less the drift margin).
+    pub(crate) valid_until: Instant,
+}
+
+impl HeldLock {
+    pub(crate) fn granted(backend: Arc<Backend>, grant: Grant) -> Arc<Self> {
+        let (lease, _) = watch::channel(Lease {
+            valid_until: grant.valid_until,
+            state: State::Held,
+            renewing: false,
+        });
+        Arc::new(Self {
+            backend,
+            keys: grant.keys,
+            token: grant.token,
+            fence: grant.fence,
+            ttl: grant.ttl,
+            acquired_at: grant.acquired_at,
+            lease,
+        })
+    }
+
+    pub(crate) fn keys(&self) -> &LockKeys {
+        &self.keys
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.keys.lock_name()
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub(crate) fn fence(&self) -> Option<u64> {
+        self.fence
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub(crate) fn acquired_at(&self) -> Instant {
+        self.acquired_at
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.lease.borrow().state
+    }
+
+    /// How long the lock is surely held; zero unless held.
+    pub(crate) fn remaining(&self) -> Duration {
+        let lease = *self.lease.borrow();
+        match lease.state {
+            State::Held => lease.valid_until.saturating_duration_since(Instant::now()),
+            State::Releasing | State::Lost | State::Released => Duration::ZERO,
+        }
+    }
+
+    /// Known lost: marked lost, or held with the lease run out.
+    pub(crate) fn is_lost(&self) -> bool {
+        let lease = *self.lease.borrow();
+        match lease.state {
+            State::Lost => true,
+            State::Held => Instant::now() >= lease.valid_until,
+            State::Releasing | State::Released => false,
+        }
+    }
+
+    /// Completes when the lock is known lost; never once it was released by its owner.
+    pub(crate) fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut lease = self.lease.subscribe();
+        async move {
+            loop {
+                let current = *lease.borrow_and_update();
+                match current.state {
+                    State::Lost => return,
+                    State::Released => std::future::pending::<()>().await,
+                    State::Held | State::Releasing => {}
+                }
+                let expiry = (current.state == State::Held).then_some(current.valid_until);
+                tokio::select! {
+                    changed = lease.changed() => {
+                        if changed.is_err() {
+                            // Every handle is gone: the lock was given up, not lost.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    () = sleep_until(expiry) => {
+                        let now = *lease.borrow();
+                        if now.state == State::Held && now.valid_until <= Instant::now() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks the lease lost (once, and only while held) and logs it.
+    pub(crate) fn mark_lost(&self, why: &str) {
+        let changed = self.lease.send_if_modified(|lease| {
+            let held = lease.state == State::Held;
+            if held {
+                lease.state = State::Lost;
+            }
+            held
+        });
+        if changed {
+            tracing::warn!(lock = %self.name(), why, "distributed lock lost");
+        }
+    }
+
+    /// The lease was extended or renewed by a request sent at `sent_at` that found `left`.
+    fn extended(&self, sent_at: Instant, left: Duration) {
+        let valid_until = sent_at + left.saturating_sub(self.backend.drift(left));
+        self.lease.send_if_modified(|lease| {
+            let longer = lease.state == State::Held && valid_until > lease.valid_until;
+            if longer {
+                lease.valid_until = valid_until;
+            }
+            longer
+        });
+    }
+
+    /// Adds `by` to the lock's expiry on the server, if this owner still holds it.
+    pub(crate) async fn extend(&self, by: Duration) -> Result<(), LockError> {
+        let sent_at = Instant::now();
+        let answer = self
+            .backend
+            .extend(&self.keys, &self.token, by, ExtendMode::Add)
+            .await?;
+        match answer {
+            Some(left) => {
+                self.extended(sent_at, left);
+                Ok(())
+            }
+            None => {
+                self.mark_lost("extend found the key expired or owned by someone else");
+                Err(LockError::Lost {
+                    name: self.name().to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Starts a renewal: marks it in flight, unless the lock is no longer held (or its
+    /// lease ran out, which marks it lost). Returns the lease's end to retry until.
+    pub(crate) fn renewal_begins(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut valid_until = None;
+        self.lease.send_if_modified(|lease| {
+            if lease.state == State::Held && lease.valid_until > now {
+                lease.renewing = true;
+                valid_until = Some(lease.valid_until);
+            }
+            false
+        });
+        if valid_until.is_none() && self.state() == State::Held {
+            self.mark_lost("the lease ran out while renewals failed");
+        }
+        valid_until
+    }
+
+    /// Ends a renewal sent at `sent_at` with the backend's answer. Returns whether to
+    /// renew again (held, or the answer was an error worth retrying).
+    pub(crate) fn renewal_ends(
+        &self,
+        sent_at: Instant,
+        answer: &Result<Option<Duration>, LockError>,
+    ) -> bool {
+        self.lease.send_modify(|lease| lease.renewing = false);
+        match answer {
+            Ok(Some(left)) => {
+                self.extended(sent_at, *left);
+                self.state() == State::Held
+            }
+            Ok(None) => {
+                self.mark_lost("renewal found the key expired or owned by someone else");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(lock = %self.name(), %error, "lock renewal failed; retrying");
+                self.state() == State::Held
+            }
+        }
+    }
+
+    /// Clears the in-flight mark of a renewal whose answer will never come (its task was
+    /// dropped with its runtime).
+    pub(crate) fn renewal_abandoned(&self) {
+        self.lease.send_if_modified(|lease| {
+            let was = lease.renewing;
+            lease.renewing = false;
+            was
+        });
+    }
+
+    /// Gives the lock up without a server call (the key expires with its TTL).
+    pub(crate) fn keep(&self) {
+        self.finish(State::Released);
+    }
+
+    fn finish(&self, to: State) {
+        self.lease.send_if_modified(|lease| {
+            let open = matches!(lease.state, State::Held | State::Releasing);
+            if open {
+                lease.state = to;
+            }
+            open
+        });
+    }
+
+    /// Moves to `Releasing` and waits (bounded) for a renewal in flight to land. Returns
+    /// whether this is the first release attempt (not a retry after a cancelled one).
+    async fn begin_release(&self) -> bool {
+        let mut first = false;
+        self.lease.send_if_modified(|lease| {
+            first = lease.state == State::Held;
+            if first {
+                lease.state = State::Releasing;
+            }
+            first
+        });
+        let mut lease = self.lease.subscribe();
+        let renewal_landed = lease.wait_for(|lease| !lease.renewing);
+        // A renewal is bounded by the command timeout; this bound only guards against a
+        // renewal task that vanished with its runtime mid-flight.
+        let _ = tokio::time::timeout(self.backend.command_timeout(), renewal_landed).await;
+        first
+    }
+
+    /// Deletes the key (or hands it to the next waiter) if this owner still holds it.
+    /// A key found gone or taken marks the lease lost and logs it, unless an earlier,
+    /// cancelled release may have removed it.
+    pub(crate) async fn release(&self) -> Result<ReleaseReport, LockError> {
+        let first = self.begin_release().await;
+        let report = self.backend.release(&self.keys, &self.token).await;
+        match &report {
+            Ok(report) if !report.held && first => {
+                self.mark_releasing_lost("at release the key had expired or had another owner");
+            }
+            Ok(_) => self.finish(State::Released),
+            Err(_) => {}
+        }
+        report
+    }
+
+    /// Keeps the key until `left` from now (at least 1 ms: never deletes it), then lets
+    /// it expire; reports whether this owner still held it.
+    pub(crate) async fn release_after(&self, left: Duration) -> Result<bool, LockError> {
+        let first = self.begin_release().await;
+        let kept = self
+            .backend
+            .extend(&self.keys, &self.token, left, ExtendMode::Set)
+            .await?;
+        if kept.is_some() || !first {
+            self.finish(State::Released);
+        } else {
+            self.mark_releasing_lost("at release the key had expired or had another owner");
+        }
+        Ok(kept.is_some())
+    }
+
+    fn mark_releasing_lost(&self, why: &str) {
+        let changed = self.lease.send_if_modified(|lease| {
+            let open = matches!(lease.state, State::Held | State::Releasing);
+            if open {
+                lease.state = State::Lost;
+            }
+            open
+        });
+        if changed {
+            tracing::warn!(lock = %self.name(), why, "distributed lock lost");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,138 @@
+//! The Lua scripts outside the queue protocol (which keeps its own in `queue/`), built
+//! once and run as `EVALSHA`.
+//!
+//! Every script touches only keys passed in `KEYS` (Redis Cluster and Redis-compatible
+//! servers require it; the test below checks it statically), and all of one call's keys
+//! share a slot. The one exception by design: a release publishes a hand-off on the
+//! channel the waiter registered with (its locker's inbox on one server, the lock's own
+//! channel, in its slot, on Cluster).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// `SET NX PX` plus the next fencing token.
+pub(crate) static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/clock.lua"),
+        include_str!("scripts/acquire_fenced.lua")
+    ))
+});
+
+/// Owner-checked change of one lock's expiry (renew, add, set).
+pub(crate) static EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+
+/// Owner-checked renewal of many locks.
+pub(crate) static EXTEND_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/extend_many.lua")));
+
+/// Owner-checked delete that announces a free (Redlock's servers).
+pub(crate) static RELEASE_FREE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/release_free.lua")));
+
+#[cfg(test)]
+mod tests {
+    /// Every script, with the shared helpers it is built from.
+    const SCRIPTS: [(&str, &str); 9] = [
+        ("clock.lua", include_str!("scripts/clock.lua")),
+        (
+            "acquire_fenced.lua",
+            include_str!("scripts/acquire_fenced.lua"),
+        ),
+        ("extend.lua", include_str!("scripts/extend.lua")),
+        ("extend_many.lua", include_str!("scripts/extend_many.lua")),
+        ("release_free.lua", include_str!("scripts/release_free.lua")),
+        ("queue.lua", include_str!("queue/queue.lua")),
+        (
+            "acquire_queued.lua",
+            include_str!("queue/acquire_queued.lua"),
+        ),
+        ("release.lua", include_str!("queue/release.lua")),
+        ("(none)", ""),
+    ];
+
+    /// Commands whose first argument is not a key.
+    const NOT_KEYED: [&str; 3] = ["TIME", "PUBLISH", "SPUBLISH"];
+
+    /// Names that hold keys: `KEYS[...]`, `key` (extend_many's loop variable), and the
+    /// helpers' parameters (`fence`, `queue`, `waiting`), which every caller passes from
+    /// `KEYS` (checked below too).
+    const KEY_NAMES: [&str; 4] = ["key", "fence", "queue", "waiting"];
+
+    /// The first argument of every `redis.call('CMD', arg` / `redis.pcall(...)` in
+    /// `source`, with the command.
+    fn calls(source: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for line in source
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+        {
+            let mut rest = line;
+            while let Some(at) = rest.find("redis.") {
+                rest = &rest[at + "redis.".len()..];
+                let Some(args) = rest
+                    .strip_prefix("call(")
+                    .or_else(|| rest.strip_prefix("pcall("))
+                else {
+                    continue;
+                };
+                let mut parts = args.split([',', ')']);
+                let command = parts.next().unwrap_or_default().trim();
+                let command = command
+                    .strip_prefix('\'')
+                    .and_then(|c| c.strip_suffix('\''));
+                let first = parts.next().unwrap_or_default().trim().to_owned();
+                // A computed command (`notify == 's' and 'SPUBLISH' or 'PUBLISH'`) is a
+                // publish; it is not a key command.
+                found.push((command.unwrap_or("PUBLISH").to_owned(), first));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn scripts_touch_only_keys_they_were_given() {
+        for (name, source) in SCRIPTS {
+            for (command, first) in calls(source) {
+                if NOT_KEYED.contains(&command.as_str()) {
+                    continue;
+                }
+                let keyed = first.starts_with("KEYS[") || KEY_NAMES.contains(&first.as_str());
+                assert!(
+                    keyed,
+                    "{name}: redis.call('{command}', {first} ...) is not a KEYS entry"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn helpers_are_called_with_keys() {
+        // The helpers' key parameters receive KEYS entries at every call site.
+        for (name, source) in SCRIPTS {
+            for helper in ["next_fence(", "leave(", "next_waiter(", "prune("] {
+                for (at, _) in source.match_indices(helper) {
+                    let before = &source[..at];
+                    if before.ends_with("function ") || before.ends_with("pcall(") {
+                        continue;
+                    }
+                    let args = &source[at + helper.len()..];
+                    let first = args.split(',').next().unwrap_or_default().trim();
+                    assert!(
+                        first.starts_with("KEYS[") || KEY_NAMES.contains(&first),
+                        "{name}: {helper}{first}, ...) is not given a KEYS entry"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_finds_a_key_that_was_not_given() {
+        let bad = "redis.call('DEL', 'lock:{x}')\nredis.call('GET', ARGV[1])";
+        let calls = calls(bad);
+        assert_eq!(calls.len(), 2);
+        assert!(calls.iter().all(|(_, first)| !first.starts_with("KEYS[")));
+    }
+}

@@ -113,6 +113,25 @@ fn a_server_that_does_not_start_reports_its_log() {
     assert!(message.contains("maxmemory-policy"), "{message}");
 }
 
+#[test]
+fn a_test_that_panics_leaves_no_server_behind() {
+    let (pids, received) = std::sync::mpsc::channel();
+    let test = std::thread::spawn(move || {
+        let server = RedisServer::start().unwrap();
+        let tls = TlsRedisServer::start().unwrap();
+        tls.pause().unwrap();
+        pids.send([server.pid().unwrap(), tls.pid().unwrap()])
+            .unwrap();
+        panic!("a failing test");
+    });
+    assert!(test.join().is_err());
+    let pids = received.recv().unwrap();
+    assert!(
+        pids.iter().all(|&pid| !alive(pid)),
+        "{pids:?} outlived the panic"
+    );
+}
+
 /// A key served by each master of `cluster`, with the master's number.
 fn key_per_master(cluster: &RedisCluster) -> Vec<(usize, String)> {
     let masters = cluster.masters().unwrap();

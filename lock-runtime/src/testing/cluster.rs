@@ -194,12 +194,13 @@ impl RedisCluster {
         &self.nodes
     }
 
-    /// Node `index`.
-    ///
-    /// # Panics
-    /// When `index` is not below 6.
-    pub fn node(&self, index: usize) -> &RedisServer {
-        &self.nodes[index]
+    /// Node `index` (an error when there is no such node).
+    pub fn node(&self, index: usize) -> io::Result<&RedisServer> {
+        self.nodes.get(index).ok_or_else(|| no_node(index))
+    }
+
+    fn node_mut(&mut self, index: usize) -> io::Result<&mut RedisServer> {
+        self.nodes.get_mut(index).ok_or_else(|| no_node(index))
     }
 
     /// Every node's URL (`redis://127.0.0.1:{port}`), in node order: seeds for a client.
@@ -208,8 +209,11 @@ impl RedisCluster {
     }
 
     /// Node `index`'s cluster node id.
-    pub fn node_id(&self, index: usize) -> &str {
-        &self.ids[index]
+    pub fn node_id(&self, index: usize) -> io::Result<&str> {
+        self.ids
+            .get(index)
+            .map(String::as_str)
+            .ok_or_else(|| no_node(index))
     }
 
     /// Every node's log tail, for failure messages.
@@ -231,7 +235,9 @@ impl RedisCluster {
 
     /// Running and not paused.
     fn is_live(&self, index: usize) -> bool {
-        self.nodes[index].is_running() && !self.nodes[index].is_paused()
+        self.nodes
+            .get(index)
+            .is_some_and(|node| node.is_running() && !node.is_paused())
     }
 
     fn live(&self) -> impl Iterator<Item = usize> + '_ {
@@ -323,31 +329,33 @@ impl RedisCluster {
     /// Kills node `index` with SIGKILL. Its replica takes over after the node timeout
     /// (1 s) and an election: [`wait_until_healthy`](Self::wait_until_healthy) waits
     /// for that.
-    pub fn kill(&mut self, index: usize) {
-        self.nodes[index].stop();
+    pub fn kill(&mut self, index: usize) -> io::Result<()> {
+        self.node_mut(index)?.stop();
+        Ok(())
     }
 
     /// Freezes node `index` with SIGSTOP.
     pub fn pause(&self, index: usize) -> io::Result<()> {
-        self.nodes[index].pause()
+        self.node(index)?.pause()
     }
 
     /// Thaws node `index`.
     pub fn resume(&self, index: usize) -> io::Result<()> {
-        self.nodes[index].resume()
+        self.node(index)?.resume()
     }
 
     /// Starts node `index` again on its ports, empty but with its `nodes.conf`: it
     /// rejoins with its old identity (as a replica, if it was failed over meanwhile).
     /// [`wait_until_healthy`](Self::wait_until_healthy) waits until the others agree.
     pub fn restart(&mut self, index: usize) -> io::Result<()> {
-        self.nodes[index].restart()
+        self.node_mut(index)?.restart()
     }
 
     /// Promotes a replica of master `master` with `CLUSTER FAILOVER` (`FORCE` when the
     /// master is killed or paused) and waits until the roles changed and every running
     /// node agrees; returns the new master's number.
     pub fn failover(&self, master: usize) -> io::Result<usize> {
+        self.node(master)?;
         let replica = *self
             .replicas_of(master)?
             .first()
@@ -453,6 +461,7 @@ impl RedisCluster {
     /// redirections for keys not on the source any more). `None` when `to` already serves
     /// it.
     pub fn begin_slot_migration(&self, slot: u16, to: usize) -> io::Result<Option<SlotMigration>> {
+        self.node(to)?;
         let from = self.master_of_slot(slot)?;
         if from == to {
             return Ok(None);
@@ -589,6 +598,13 @@ impl Drop for RedisCluster {
         self.nodes.clear();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+fn no_node(index: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("no cluster node {index}: the nodes are 0 to {}", NODES - 1),
+    )
 }
 
 /// The hash slot of `key`: CRC16 (XMODEM) of the key, or of its `{hash tag}`, modulo

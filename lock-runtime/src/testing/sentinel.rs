@@ -191,12 +191,18 @@ impl SentinelGroup {
 
     /// Thaws server `index` (the sentinels turn a former master into a replica).
     pub fn resume(&self, index: usize) -> io::Result<()> {
-        self.servers[index].resume()
+        self.servers
+            .get(index)
+            .ok_or_else(|| no_server(index))?
+            .resume()
     }
 
     /// Starts server `index` again on its port, empty.
     pub fn restart(&mut self, index: usize) -> io::Result<()> {
-        self.servers[index].restart()
+        self.servers
+            .get_mut(index)
+            .ok_or_else(|| no_server(index))?
+            .restart()
     }
 
     /// Waits until every running sentinel names another server than `old` as the master
@@ -240,6 +246,13 @@ impl SentinelGroup {
         }
         logs
     }
+}
+
+fn no_server(index: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("no server {index}: the servers are 0 and 1"),
+    )
 }
 
 /// A flat `[name, value, name, value, ...]` reply as a map.

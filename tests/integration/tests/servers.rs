@@ -178,7 +178,7 @@ async fn a_cluster_serves_every_master_and_migrates_a_slot_with_its_keys() {
     for (master, key) in key_per_master(&cluster) {
         let () = client.set(&key, master).await.unwrap();
         assert_eq!(client.get::<_, usize>(&key).await.unwrap(), master);
-        let mut direct = raw_connection(&cluster.node(master).url()).await;
+        let mut direct = raw_connection(&cluster.node(master).unwrap().url()).await;
         let slot: u16 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(&key)
@@ -207,11 +207,16 @@ async fn a_cluster_serves_every_master_and_migrates_a_slot_with_its_keys() {
     cluster.migrate_slot(slot, to).unwrap();
     eprintln!("slot migration took {:?}", started.elapsed());
     assert_eq!(cluster.master_of_slot(slot).unwrap(), to);
-    let mut direct = raw_connection(&cluster.node(to).url()).await;
+    let mut direct = raw_connection(&cluster.node(to).unwrap().url()).await;
     for key in keys {
         assert_eq!(direct.get::<_, String>(key).await.unwrap(), "kept");
         assert_eq!(client.get::<_, String>(key).await.unwrap(), "kept");
     }
+
+    // A node number out of range is an error, not a panic.
+    let err = cluster.failover(6).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    assert!(cluster.node(6).is_err() && cluster.pause(7).is_err());
 
     let pids: Vec<u32> = cluster.nodes().iter().filter_map(|n| n.pid()).collect();
     assert_eq!(pids.len(), 6);
@@ -240,9 +245,9 @@ async fn a_cluster_fails_over_on_request_and_on_a_kill() {
 
     // A kill: the old master's replica takes over by itself.
     let () = client.set(&key, "replicated").await.unwrap();
-    let mut direct = raw_connection(&cluster.node(promoted).url()).await;
+    let mut direct = raw_connection(&cluster.node(promoted).unwrap().url()).await;
     assert_eq!(replicated(&mut direct, 1).await, 1);
-    cluster.kill(promoted);
+    cluster.kill(promoted).unwrap();
     let started = Instant::now();
     cluster.wait_until_healthy(Duration::from_secs(15)).unwrap();
     eprintln!("failover after a kill took {:?}", started.elapsed());

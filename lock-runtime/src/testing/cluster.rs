@@ -18,6 +18,9 @@ const NODES: usize = 6;
 const NODE_TIMEOUT_MS: u32 = 1000;
 /// How long the cluster has to agree after a change (creation, failover, migration).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts at a manual failover, and how long to wait for each (Redis gives up after 5 s).
+const FAILOVER_ATTEMPTS: usize = 3;
+const FAILOVER_WAIT: Duration = Duration::from_secs(6);
 /// Attempts at creating a whole cluster before giving up.
 const CREATE_ATTEMPTS: usize = 2;
 
@@ -366,13 +369,24 @@ impl RedisCluster {
         if !master_alive {
             command.arg("FORCE");
         }
-        let () = self.nodes[replica].query(&command)?;
-        wait_for(SETTLE_TIMEOUT, "the failover did not finish", || {
+        let promoted = || -> io::Result<bool> {
             Ok(self.role(replica)? == "master"
                 && (!master_alive || self.role(master)? == "slave")
                 && self.is_healthy()?)
-        })
-        .map_err(|error| with_logs(error, &self.logs()))?;
+        };
+        // Redis gives up a manual failover that has not finished after 5 s (a busy
+        // machine): ask again then, a few times.
+        let mut outcome = Ok(());
+        for _ in 0..FAILOVER_ATTEMPTS {
+            if self.role(replica)? != "master" {
+                let () = self.nodes[replica].query(&command)?;
+            }
+            outcome = wait_for(FAILOVER_WAIT, "the failover did not finish", promoted);
+            if outcome.is_ok() {
+                break;
+            }
+        }
+        outcome.map_err(|error| with_logs(error, &self.logs()))?;
         Ok(replica)
     }
 
@@ -382,8 +396,9 @@ impl RedisCluster {
     }
 
     /// Waits until every running, unpaused node says `cluster_state:ok`, sees every
-    /// other such node as healthy, all agree on who serves which slot (all 16384 of them,
-    /// each by a running node), and every replica's link to its master is up.
+    /// other such node as healthy and in the role (under the master) it claims, all agree
+    /// on who serves which slot (all 16384 of them, each by a running node), and every
+    /// replica's link to its master is up.
     pub fn wait_until_healthy(&self, limit: Duration) -> io::Result<()> {
         wait_for(limit, "the cluster did not become healthy", || {
             self.is_healthy()
@@ -392,38 +407,53 @@ impl RedisCluster {
     }
 
     fn is_healthy(&self) -> io::Result<bool> {
-        let live: Vec<usize> = self.live().collect();
-        let mut agreed: Option<Vec<(u16, u16, String)>> = None;
-        for &index in &live {
+        let mut views = Vec::new();
+        for index in self.live() {
             let info: String = self.nodes[index].query(redis::cmd("CLUSTER").arg("INFO"))?;
             if info_field(&info, "cluster_state") != Some("ok") {
                 return Ok(false);
             }
-            let view = self.view(index)?;
-            let sees_everyone = live.iter().all(|&other| {
-                view.iter()
-                    .any(|line| line.id == self.ids[other] && line.is_healthy())
+            views.push((index, self.view(index)?));
+        }
+        // How each live node sees itself: every view must agree with it.
+        let mut own = Vec::with_capacity(views.len());
+        for (index, view) in &views {
+            match view.iter().find(|line| line.has("myself")) {
+                Some(line) => own.push(line),
+                None => return Err(io::Error::other(format!("node {index} lists no myself"))),
+            }
+        }
+        let live_ids: Vec<&str> = own.iter().map(|line| line.id.as_str()).collect();
+        let mut agreed: Option<Vec<(u16, u16, &str)>> = None;
+        for (index, view) in &views {
+            // Every live node known, healthy, and in the role (and under the master) it
+            // claims: a master ignores a manual failover from a replica it does not know.
+            let agrees = own.iter().all(|me| {
+                view.iter().any(|line| {
+                    line.id == me.id
+                        && line.is_healthy()
+                        && line.has("master") == me.has("master")
+                        && line.master == me.master
+                })
             });
-            if !sees_everyone {
+            if !agrees {
                 return Ok(false);
             }
-            let mut slots: Vec<(u16, u16, String)> = view
+            let mut slots: Vec<(u16, u16, &str)> = view
                 .iter()
                 .filter(|line| line.has("master"))
                 .flat_map(|line| {
                     line.slots
                         .iter()
-                        .map(|&(from, to)| (from, to, line.id.clone()))
+                        .map(|&(from, to)| (from, to, line.id.as_str()))
                 })
                 .collect();
-            slots.sort();
+            slots.sort_unstable();
             let covered: u32 = slots
                 .iter()
                 .map(|&(from, to, _)| u32::from(to) - u32::from(from) + 1)
                 .sum();
-            let served_by_live = slots
-                .iter()
-                .all(|(_, _, id)| self.index_of(id).is_some_and(|owner| live.contains(&owner)));
+            let served_by_live = slots.iter().all(|(_, _, id)| live_ids.contains(id));
             if covered != SLOTS || !served_by_live {
                 return Ok(false);
             }
@@ -437,7 +467,7 @@ impl RedisCluster {
                 .any(|line| line.has("myself") && line.has("slave"))
             {
                 let replication: String =
-                    self.nodes[index].query(redis::cmd("INFO").arg("replication"))?;
+                    self.nodes[*index].query(redis::cmd("INFO").arg("replication"))?;
                 if info_field(&replication, "master_link_status") != Some("up") {
                     return Ok(false);
                 }

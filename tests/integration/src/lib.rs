@@ -163,3 +163,15 @@ pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
         .await
         .expect("connection")
 }
+
+/// Waits (up to 1 s) until `replicas` replicas have every write made so far on
+/// `connection` (`WAIT`); returns how many have, for a failover test that must not lose
+/// them.
+pub async fn replicated(connection: &mut redis::aio::MultiplexedConnection, replicas: u32) -> u32 {
+    redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(1000)
+        .query_async(connection)
+        .await
+        .expect("WAIT")
+}

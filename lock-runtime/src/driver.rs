@@ -5,10 +5,10 @@
 //! - One multiplexed, reconnecting connection ([`ConnectionManager`]) per server, opened
 //!   by the first command, speaking RESP3: commands and notifications share it (no
 //!   second pub/sub connection). Concurrent commands are pipelined on it.
-//! - The connection belongs to the tokio runtime that opened it. When that runtime has
-//!   shut down, the next command opens a new connection on the current runtime first, so
-//!   a locker shared by several runtimes fails no command for it, and its waiters'
-//!   notifications come back.
+//! - A connection belongs to the tokio runtime that opened it (redis-rs runs its reader
+//!   and reconnection there), so each runtime that uses the locker gets its own, and one
+//!   runtime ending never breaks another's commands or notifications. Connections of
+//!   runtimes that shut down are dropped on the next use.
 //! - Releases tell waiters on this locker's *inbox*, a channel subscribed once per
 //!   connection (and again automatically after a reconnect). Frees on a lock's own
 //!   channel (Redlock) are subscribed while some waiter listens.
@@ -22,6 +22,7 @@
 //! - Errors are classified once, here: unreachable is [`LockError::Connect`], refused
 //!   credentials or permissions [`LockError::Auth`], the rest [`LockError::Backend`].
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -51,7 +52,8 @@ pub(crate) struct Server {
     notifications: Arc<Notifications>,
     /// `lock-runtime:inbox:<uuid>`: where releases tell this server's waiters.
     inbox: Arc<str>,
-    live: Mutex<Option<Arc<Live>>>,
+    /// The connection of each runtime that uses this server.
+    live: Arc<Mutex<Vec<Arc<Live>>>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -66,10 +68,27 @@ impl std::fmt::Debug for Server {
 
 /// The connection of one runtime.
 struct Live {
+    runtime_id: tokio::runtime::Id,
     manager: ConnectionManager,
     runtime: RuntimeAlive,
     /// Set once the inbox is subscribed on this connection.
     inbox: OnceCell<()>,
+    /// The lock channels subscribed on this connection (Redlock frees).
+    channels: Mutex<HashSet<String>>,
+}
+
+impl Live {
+    /// Unsubscribes `channel` in the background (a channel left subscribed only costs
+    /// messages nobody listens to).
+    fn unsubscribe(&self, channel: &str) {
+        let mut manager = self.manager.clone();
+        let channel = channel.to_owned();
+        crate::runtime::spawn(async move {
+            if let Err(error) = manager.unsubscribe(&channel).await {
+                tracing::debug!(%channel, %error, "UNSUBSCRIBE failed; the channel stays subscribed");
+            }
+        });
+    }
 }
 
 impl Server {
@@ -82,7 +101,7 @@ impl Server {
             timeouts,
             notifications: Arc::default(),
             inbox: format!("lock-runtime:inbox:{}", uuid::Uuid::new_v4().simple()).into(),
-            live: Mutex::new(None),
+            live: Arc::default(),
         }
     }
 
@@ -100,17 +119,16 @@ impl Server {
         &self.inbox
     }
 
-    /// The connection of the current runtime: the live one, or a new one when there is
-    /// none or its runtime shut down.
+    /// The connection of the current runtime, opened on first use.
     fn live(&self) -> Result<Arc<Live>, LockError> {
+        let runtime_id = tokio::runtime::Handle::try_current()
+            .map_err(|_| LockError::Config("lock operations need a tokio runtime".into()))?
+            .id();
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = live.as_ref().filter(|live| live.runtime.is_alive()) {
+        if let Some(current) = live.iter().find(|live| live.runtime_id == runtime_id) {
             return Ok(current.clone());
         }
-        if live.take().is_some() {
-            // Notifications on the old connection are gone with its runtime.
-            self.notifications.interrupt_all();
-        }
+        live.retain(|live| live.runtime.is_alive());
         let runtime = RuntimeAlive::current()
             .ok_or_else(|| LockError::Config("lock operations need a tokio runtime".into()))?;
         let notifications = self.notifications.clone();
@@ -130,11 +148,13 @@ impl Server {
         let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .map_err(|source| self.connect_error(source))?;
         let fresh = Arc::new(Live {
+            runtime_id,
             manager,
             runtime,
             inbox: OnceCell::new(),
+            channels: Mutex::default(),
         });
-        *live = Some(fresh.clone());
+        live.push(fresh.clone());
         Ok(fresh)
     }
 
@@ -185,7 +205,8 @@ impl Server {
         Ok(self.notifications.register(token, None, None))
     }
 
-    /// Registers `token` for frees on `channel` (subscribed while some waiter listens).
+    /// Registers `token` for frees on `channel` (subscribed on this runtime's connection
+    /// while some waiter listens).
     pub(crate) async fn listen_frees(
         &self,
         token: &str,
@@ -194,26 +215,41 @@ impl Server {
     ) -> Result<Registration, LockError> {
         let live = self.live()?;
         let unsubscribe: OnLastLeave = {
-            let manager = live.manager.clone();
+            let lives = Arc::downgrade(&self.live);
             Arc::new(move |channel: &str| {
-                let mut manager = manager.clone();
-                let channel = channel.to_owned();
-                crate::runtime::spawn(async move {
-                    if let Err(error) = manager.unsubscribe(&channel).await {
-                        tracing::debug!(%channel, %error, "UNSUBSCRIBE failed; the channel stays subscribed");
+                let Some(lives) = lives.upgrade() else {
+                    return;
+                };
+                let lives = lives.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                for live in lives.into_iter().filter(|live| live.runtime.is_alive()) {
+                    let subscribed = live
+                        .channels
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(channel);
+                    if subscribed {
+                        live.unsubscribe(channel);
                     }
-                });
+                }
             })
         };
         let registration = self
             .notifications
             .register(token, Some(channel), Some(unsubscribe));
-        if registration.first_on_channel() {
+        let first = live
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(channel.to_owned());
+        if first {
             let mut connection = live.manager.clone();
-            connection
-                .subscribe(channel)
-                .await
-                .map_err(|source| self.error(name, source))?;
+            if let Err(source) = connection.subscribe(channel).await {
+                live.channels
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(channel);
+                return Err(self.error(name, source));
+            }
         }
         Ok(registration)
     }
@@ -223,7 +259,10 @@ impl Server {
         if wedges(&source) {
             // A connection manager whose reconnect failed this way never tries again:
             // the next command starts a new one.
-            *self.live.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            self.live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
         }
         if is_auth_error(&source) {
             return LockError::Auth {

@@ -67,8 +67,6 @@ pub(crate) struct Registration {
     token: Arc<str>,
     events: mpsc::UnboundedReceiver<Event>,
     on_last_leave: Option<OnLastLeave>,
-    /// Whether this waiter was the first on its channel (the caller subscribes it).
-    first_on_channel: bool,
 }
 
 impl fmt::Debug for Registration {
@@ -94,11 +92,10 @@ impl Notifications {
         let token: Arc<str> = token.into();
         let (sender, events) = mpsc::unbounded_channel();
         let mut state = self.state();
-        let first_on_channel = channel.is_some_and(|channel| {
+        if let Some(channel) = channel {
             let tokens = state.channels.entry(channel.to_owned()).or_default();
             tokens.insert(token.clone());
-            tokens.len() == 1
-        });
+        }
         state.waiters.insert(
             token.clone(),
             Waiter {
@@ -111,7 +108,6 @@ impl Notifications {
             token,
             events,
             on_last_leave,
-            first_on_channel,
         }
     }
 
@@ -176,11 +172,6 @@ impl Registration {
             None => std::future::pending().await,
         }
     }
-
-    /// Whether this waiter is the first on its channel: the channel needs a subscription.
-    pub(crate) fn first_on_channel(&self) -> bool {
-        self.first_on_channel
-    }
 }
 
 impl Drop for Registration {
@@ -227,7 +218,6 @@ mod tests {
         let mut a = notifications.register("a", Some("c"), None);
         let mut b = notifications.register("b", Some("c"), None);
         let mut other = notifications.register("o", Some("d"), None);
-        assert!(a.first_on_channel() && !b.first_on_channel() && other.first_on_channel());
         notifications.free("c");
         assert_eq!(a.next().await, Event::Free);
         assert_eq!(b.next().await, Event::Free);

@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, Timeouts};
 use crate::backend::redlock::Redlock;
+use crate::driver::tuned;
 use crate::{LockError, Locker, key, millis};
 
 /// The default `REDIS_URL` of [`Locker::from_env`].
@@ -45,6 +46,7 @@ impl Default for Settings {
 enum Target {
     Redis(String),
     Redlock(Vec<String>),
+    Cluster(Vec<String>),
 }
 
 /// Settings of a [`Locker`]: key prefix, request defaults and Redis timeouts; then a
@@ -105,8 +107,9 @@ impl LockerBuilder {
     ///
     /// | variable | meaning | default |
     /// | --- | --- | --- |
+    /// | `REDIS_CLUSTER_URLS` | comma-separated URLs of Redis Cluster nodes (any few) | unset |
     /// | `REDIS_URLS` | comma-separated URLs: Redlock over those servers | unset |
-    /// | `REDIS_URL` | one server (used when `REDIS_URLS` is unset) | `redis://127.0.0.1:6379` |
+    /// | `REDIS_URL` | one server (used when neither of the above is set) | `redis://127.0.0.1:6379` |
     /// | `LOCK_PREFIX` | the key prefix | `lock:` |
     /// | `LOCK_TTL` | the default TTL | `30s` |
     /// | `LOCK_WAIT` | the default wait | `0` |
@@ -149,17 +152,22 @@ impl LockerBuilder {
                 set(&mut builder.settings, duration);
             }
         }
-        let urls: Vec<String> = var("REDIS_URLS")
-            .iter()
-            .flat_map(|urls| urls.split(','))
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(str::to_owned)
-            .collect();
-        builder.target = if urls.is_empty() {
-            Target::Redis(var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()))
+        let list = |name: &str| -> Vec<String> {
+            var(name)
+                .iter()
+                .flat_map(|urls| urls.split(','))
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let (cluster, redlock) = (list("REDIS_CLUSTER_URLS"), list("REDIS_URLS"));
+        builder.target = if !cluster.is_empty() {
+            Target::Cluster(cluster)
+        } else if !redlock.is_empty() {
+            Target::Redlock(redlock)
         } else {
-            Target::Redlock(urls)
+            Target::Redis(var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()))
         };
         Ok(builder)
     }
@@ -217,6 +225,7 @@ impl LockerBuilder {
         match self.target.clone() {
             Target::Redis(url) => self.redis(&url),
             Target::Redlock(urls) => self.redlock(urls),
+            Target::Cluster(urls) => self.cluster(urls),
         }
     }
 
@@ -237,7 +246,7 @@ impl LockerBuilder {
     pub fn client(self, client: redis::Client) -> Result<Locker, LockError> {
         let settings = self.check()?;
         let info = client.get_connection_info().clone();
-        let client = open(resp3(info))
+        let client = open(tuned(info))
             .map_err(|error| LockError::Config(format!("this client cannot be used ({error})")))?;
         let backend = RedisBackend::single(client, timeouts(&settings));
         Ok(Locker::new(Backend::Redis(backend), settings))
@@ -281,6 +290,47 @@ impl LockerBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let backend = Redlock::new(clients, settings.server_timeout, timeouts(&settings))?;
         Ok(Locker::new(Backend::Redlock(backend), settings))
+    }
+
+    /// Locks on a Redis Cluster (Redis 7 or newer), reached through any of `urls` (a few
+    /// of its nodes; the rest are discovered). Same requests, guards, attribute, waiting,
+    /// renewal and fencing as one server; each lock lives on the master of its slot.
+    ///
+    /// Every lock's keys and channel share one slot (the whole lock name is the hash tag),
+    /// so every script runs on one node; waiters hear hand-offs on sharded pub/sub in that
+    /// slot (one shard, not the whole cluster); renewals are batched per slot. Requests
+    /// follow `MOVED`/`ASK` redirections and fail over with the cluster; while a slot has
+    /// no master, its requests fail with typed errors within the command timeout.
+    ///
+    /// Replication is asynchronous: a master that fails before a lock's write reached its
+    /// replica loses the lock, and a second owner can take it on the promoted replica. Use
+    /// fencing tokens where that matters: they keep growing across the failover as long as
+    /// the replica's clock is not behind the old master's by more than the time between
+    /// two acquisitions (see the crate docs, "Fencing").
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lock_runtime::LockError> {
+    /// let locker = lock_runtime::Locker::builder()
+    ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"])?;
+    /// # let _ = locker; Ok(()) }
+    /// ```
+    pub fn cluster<I>(self, urls: I) -> Result<Locker, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let settings = self.check()?;
+        let nodes = urls
+            .into_iter()
+            .map(|url| connection_info(url.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if nodes.is_empty() {
+            return Err(LockError::Config(
+                "a Redis Cluster needs the URL of at least one of its nodes".into(),
+            ));
+        }
+        let backend = RedisBackend::cluster(nodes, timeouts(&settings));
+        Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
     /// A locker in this process's memory; see [`Locker::memory`].
@@ -353,31 +403,28 @@ fn timeouts(settings: &Settings) -> Timeouts {
     }
 }
 
-/// `info` speaking RESP3 (notifications share the command connection).
-fn resp3(info: redis::ConnectionInfo) -> redis::ConnectionInfo {
-    let redis = info
-        .redis_settings()
-        .clone()
-        .set_protocol(redis::ProtocolVersion::RESP3);
-    info.set_redis_settings(redis)
-}
-
 fn open(info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
     redis::Client::open(info)
 }
 
-/// A RESP3 client for `url` with `TCP_NODELAY`; an unparsable URL is a `Config` error
-/// that does not show the password.
+/// `url` parsed, RESP3 with `TCP_NODELAY`; an unparsable URL is a `Config` error that
+/// does not show the password.
+fn connection_info(url: &str) -> Result<redis::ConnectionInfo, LockError> {
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(tuned)
+        .map_err(|error| invalid_url(url, &error))
+}
+
+fn invalid_url(url: &str, error: &redis::RedisError) -> LockError {
+    LockError::Config(format!(
+        "invalid Redis URL `{}` ({error}); expected redis://[user:password@]host:port[/db]",
+        redact(url)
+    ))
+}
+
+/// A client for `url`; see [`connection_info`].
 pub(crate) fn client_for(url: &str) -> Result<redis::Client, LockError> {
-    let invalid = |error: redis::RedisError| {
-        LockError::Config(format!(
-            "invalid Redis URL `{}` ({error}); expected redis://[user:password@]host:port[/db]",
-            redact(url)
-        ))
-    };
-    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
-    let tcp = info.tcp_settings().clone().set_nodelay(true);
-    open(resp3(info.set_tcp_settings(tcp))).map_err(invalid)
+    open(connection_info(url)?).map_err(|error| invalid_url(url, &error))
 }
 
 /// `url` with any password replaced by `***`, for error messages.

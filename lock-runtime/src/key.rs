@@ -127,10 +127,6 @@ impl LockKeys {
     }
 
     /// The Redis Cluster hash slot of every name of this lock.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the Cluster backend uses it (next step)")
-    )]
     pub(crate) fn slot(&self) -> u16 {
         slot(self.key())
     }

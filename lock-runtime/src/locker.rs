@@ -99,6 +99,16 @@ impl Locker {
         Self::builder().redlock(urls)
     }
 
+    /// Locks on a Redis Cluster reached through any of `urls`; see
+    /// [`LockerBuilder::cluster`].
+    pub fn cluster<I>(urls: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().cluster(urls)
+    }
+
     /// A locker configured from the environment; see [`LockerBuilder::from_env`] for the
     /// variables.
     pub fn from_env() -> Result<Self, LockError> {

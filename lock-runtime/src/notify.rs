@@ -135,13 +135,15 @@ impl Notifications {
         }
     }
 
-    /// The channels some waiter listens on (to subscribe again on a new connection).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the Cluster backend uses it (next step)")
-    )]
-    pub(crate) fn channels(&self) -> Vec<String> {
-        self.state().channels.keys().cloned().collect()
+    /// Tells every waiter on `channel` that its notifications stopped (the channel's
+    /// subscription was dropped).
+    pub(crate) fn interrupt_channel(&self, channel: &str) {
+        let state = self.state();
+        for token in state.channels.get(channel).into_iter().flatten() {
+            if let Some(waiter) = state.waiters.get(token) {
+                let _ = waiter.events.send(Event::Interrupted);
+            }
+        }
     }
 
     /// How many waiters are registered.
@@ -243,6 +245,5 @@ mod tests {
         drop(b);
         assert_eq!(released.load(Ordering::SeqCst), 1);
         assert_eq!(notifications.len(), 0);
-        assert!(notifications.channels().is_empty());
     }
 }

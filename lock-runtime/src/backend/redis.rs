@@ -1,7 +1,16 @@
-//! Locks on one Redis server: `SET NX PX` for a plain acquire, the queue protocol
-//! ([`crate::queue`]) for waiters and releases, and the shared per-server operations.
+//! Locks on one Redis server or a Redis Cluster: `SET NX PX` for a plain acquire, the
+//! queue protocol ([`crate::queue`]) for waiters and releases, and the shared per-server
+//! operations.
+//!
+//! On a Cluster every call touches one lock, and all of a lock's keys and its channel
+//! share a slot (the whole lock name is the hash tag), so each script runs on the lock's
+//! master; hand-offs go out on sharded pub/sub in that slot (one shard hears them, never
+//! the whole cluster); renewals are batched per slot.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use futures_util::future::join_all;
 
 use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request, ops};
 use crate::driver::Server;
@@ -11,17 +20,30 @@ use crate::queue::{self, Inbox, QueueSpec, Reply};
 use crate::scripts::ACQUIRE_FENCED;
 use crate::{LockError, millis};
 
-/// Locks on one Redis server.
+/// Locks on one Redis server or a Redis Cluster.
 #[derive(Debug)]
 pub(crate) struct RedisBackend {
     server: Server,
+    cluster: bool,
 }
+
+/// Slots renewed at once on a Cluster (each slot's locks in one script call).
+const SLOTS_AT_ONCE: usize = 64;
 
 impl RedisBackend {
     /// Locks on the server of `client`. Does not connect.
     pub(crate) fn single(client: redis::Client, timeouts: Timeouts) -> Self {
         Self {
-            server: Server::new(client, timeouts),
+            server: Server::single(client, timeouts),
+            cluster: false,
+        }
+    }
+
+    /// Locks on the Redis Cluster reached through `nodes`. Does not connect.
+    pub(crate) fn cluster(nodes: Vec<redis::ConnectionInfo>, timeouts: Timeouts) -> Self {
+        Self {
+            server: Server::cluster(nodes, timeouts),
+            cluster: true,
         }
     }
 
@@ -65,8 +87,15 @@ impl RedisBackend {
     }
 
     pub(crate) async fn listen(&self, keys: &LockKeys, token: &str) -> Result<Listener, LockError> {
+        let name = keys.lock_name();
+        if self.cluster {
+            return Ok(Listener {
+                registration: self.server.listen_on(token, keys.channel(), name).await?,
+                inbox: Inbox::Sharded,
+            });
+        }
         Ok(Listener {
-            registration: self.server.listen(token, keys.lock_name()).await?,
+            registration: self.server.listen(token, name).await?,
             inbox: Inbox::Channel(self.server.inbox().clone()),
         })
     }
@@ -109,7 +138,33 @@ impl RedisBackend {
         &self,
         batch: &[Renewal<'_>],
     ) -> Vec<Result<Option<Duration>, LockError>> {
-        ops::extend_many(&self.server, batch).await
+        if !self.cluster {
+            return ops::extend_many(&self.server, batch).await;
+        }
+        // One script call per slot, a few slots at a time.
+        let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (index, renewal) in batch.iter().enumerate() {
+            by_slot.entry(renewal.keys.slot()).or_default().push(index);
+        }
+        let groups: Vec<Vec<usize>> = by_slot.into_values().collect();
+        let mut outcomes: Vec<Option<Result<Option<Duration>, LockError>>> =
+            (0..batch.len()).map(|_| None).collect();
+        for wave in groups.chunks(SLOTS_AT_ONCE) {
+            let answers = join_all(wave.iter().map(|group| {
+                let renewals: Vec<Renewal<'_>> = group.iter().map(|&index| batch[index]).collect();
+                async move { ops::extend_many(&self.server, &renewals).await }
+            }))
+            .await;
+            for (group, answers) in wave.iter().zip(answers) {
+                for (&index, answer) in group.iter().zip(answers) {
+                    outcomes[index] = Some(answer);
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Ok(None)))
+            .collect()
     }
 
     pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {

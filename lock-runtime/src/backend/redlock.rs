@@ -62,7 +62,7 @@ impl Redlock {
         let servers = clients
             .into_iter()
             .map(|client| {
-                let server = Server::new(client, timeouts);
+                let server = Server::single(client, timeouts);
                 if seen.insert(server.address().to_owned()) {
                     Ok(server)
                 } else {
@@ -220,7 +220,7 @@ impl Redlock {
         let mut failures = Vec::new();
         for index in 0..self.servers.len() {
             let server = &self.servers[(first + index) % self.servers.len()];
-            let listened = server.listen_frees(token, keys.channel(), keys.lock_name());
+            let listened = server.listen_on(token, keys.channel(), keys.lock_name());
             match tokio::time::timeout(limit, listened).await {
                 Ok(Ok(registration)) => {
                     return Ok(Listener {
@@ -394,7 +394,7 @@ async fn acquire_on(
         .arg(millis::expiry(ttl))
         .cmd("PTTL")
         .arg(keys.key());
-    let mut connection = server.connection()?;
+    let mut connection = server.connection().await?;
     let (set, pttl): (redis::Value, i64) = pipe
         .query_async(&mut connection)
         .await

@@ -101,7 +101,6 @@ pub(crate) enum Inbox {
     /// A channel of its connection (one server), announced with `PUBLISH`.
     Channel(Arc<str>),
     /// The lock's own channel, announced with `SPUBLISH` (sharded pub/sub, Cluster).
-    #[expect(dead_code, reason = "the Cluster backend uses it (next step)")]
     Sharded,
 }
 

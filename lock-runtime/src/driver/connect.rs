@@ -1,0 +1,140 @@
+//! How each kind of server is connected: the settings given to redis-rs in one place.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{ConnectionInfo, ProtocolVersion, RedisResult};
+
+use super::Timeouts;
+use super::push::Dispatch;
+
+/// Where a server's connections go.
+#[derive(Debug, Clone)]
+pub(super) enum Connector {
+    /// One server (RESP3: notifications share the command connection).
+    Single(redis::Client),
+    /// A Redis Cluster, through any of these nodes.
+    Cluster(Vec<ConnectionInfo>),
+}
+
+/// A connection for commands.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// `info` speaking RESP3 with `TCP_NODELAY` (lock commands are small request/response
+/// exchanges that Nagle's algorithm would only delay).
+pub(crate) fn tuned(info: ConnectionInfo) -> ConnectionInfo {
+    let redis = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    info.set_redis_settings(redis).set_tcp_settings(tcp)
+}
+
+/// A lazily connecting, reconnecting manager for one server, its pushes going to
+/// `dispatch`. One reconnection attempt per command, so a command waiting for it is
+/// bounded by the connect timeout plus the command timeout (redis-rs does not count the
+/// wait for a reconnection against the response timeout).
+pub(super) fn single(
+    client: &redis::Client,
+    timeouts: Timeouts,
+    dispatch: Dispatch,
+) -> RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeouts.connect))
+        .set_response_timeout(Some(timeouts.command))
+        .set_number_of_retries(0)
+        .set_push_sender(move |push| {
+            dispatch.push(push);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .set_automatic_resubscription();
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
+/// A cluster client; with `dispatch`, one for sharded subscriptions (RESP3, pushes to
+/// `dispatch`), else one for commands. Every timeout is finite: redis-rs's defaults wait
+/// forever for a paused node.
+pub(super) fn cluster(
+    nodes: &[ConnectionInfo],
+    timeouts: Timeouts,
+    dispatch: Option<Dispatch>,
+) -> RedisResult<ClusterClient> {
+    let mut builder = ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(timeouts.connect)
+        .response_timeout(timeouts.command)
+        .overall_response_timeout(Some(timeouts.command))
+        .retries(3)
+        .min_retry_wait(10)
+        .max_retry_wait(millis(timeouts.command / 4))
+        .tcp_settings(TcpSettings::default().set_nodelay(true));
+    if let Some(dispatch) = dispatch {
+        builder = builder
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(move |push| {
+                dispatch.push(push);
+                Ok::<(), std::convert::Infallible>(())
+            });
+    }
+    builder.build()
+}
+
+/// A cluster connection, bounded by twice the connect timeout (it asks a node for the
+/// slot map, then connects to the masters).
+pub(super) async fn cluster_connection(
+    client: &ClusterClient,
+    timeouts: Timeouts,
+) -> RedisResult<ClusterConnection> {
+    let limit = timeouts.connect.saturating_mul(2);
+    match tokio::time::timeout(limit, client.get_async_connection()).await {
+        Ok(connection) => connection,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no cluster connection within {limit:?}"),
+        ))),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}

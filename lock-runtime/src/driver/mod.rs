@@ -1,0 +1,419 @@
+//! One Redis server (or one Redis Cluster): its connections, its notifications, and
+//! what its errors mean.
+//!
+//! # Behavior
+//!
+//! - Per tokio runtime that uses it, one connection for commands, opened by the first
+//!   command: a multiplexed, reconnecting `ConnectionManager` on one server, a
+//!   `ClusterConnection` on a Cluster. Concurrent commands are pipelined on it.
+//! - A connection belongs to the runtime that opened it (redis-rs runs its reader and
+//!   reconnection there), so one runtime ending never breaks another's commands or
+//!   notifications. Connections of runtimes that shut down are dropped on the next use.
+//! - Notifications, one server: the command connection speaks RESP3, so push messages
+//!   share it. Releases tell this server's waiters on its *inbox*, a channel subscribed
+//!   once per connection (and again automatically after a reconnect); frees on a lock's
+//!   own channel (Redlock) are subscribed while some waiter listens.
+//! - Notifications, Cluster: a second cluster connection per runtime carries only
+//!   sharded subscriptions (SSUBSCRIBE to the lock's channel, in the lock's slot, while
+//!   some waiter listens); commands never share it, because an unsolicited `sunsubscribe`
+//!   (the slot moved, its master failed over) would be taken as a command's reply. Such a
+//!   dropped subscription is renewed at once and its waiters try again.
+//! - When a connection drops, every waiter is told to try again (it may have missed a
+//!   message). A command waits for a reconnection at most the connect timeout (one
+//!   attempt), then its own command timeout. A reconnection refused for its credentials
+//!   (or while the server loads its data) is not retried by redis-rs: the next command
+//!   opens a new connection instead.
+//! - Errors are classified once, here: unreachable is [`LockError::Connect`], refused
+//!   credentials or permissions [`LockError::Auth`], the rest [`LockError::Backend`].
+
+mod connect;
+mod push;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::RedisError;
+use redis::cluster_async::ClusterConnection;
+use tokio::sync::{OnceCell, mpsc};
+
+pub(crate) use self::connect::tuned;
+use self::connect::{Conn, Connector};
+use self::push::Dispatch;
+use crate::LockError;
+use crate::notify::{Notifications, OnLastLeave, Registration};
+use crate::runtime::RuntimeAlive;
+
+/// Timeouts of a server connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Bound on establishing a connection (each attempt).
+    pub(crate) connect: Duration,
+    /// Bound on one command's round trip.
+    pub(crate) command: Duration,
+}
+
+/// One Redis server, or one Redis Cluster.
+pub(crate) struct Server {
+    connector: Connector,
+    address: String,
+    timeouts: Timeouts,
+    notifications: Arc<Notifications>,
+    /// `lock-runtime:inbox:<uuid>`: where releases tell this server's waiters (one server).
+    inbox: Arc<str>,
+    /// The connections of each runtime that uses this server.
+    lives: Arc<Mutex<Vec<Arc<Live>>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.address)
+            .field("timeouts", &self.timeouts)
+            .field("waiters", &self.notifications.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connections of one runtime.
+struct Live {
+    runtime_id: tokio::runtime::Id,
+    runtime: RuntimeAlive,
+    commands: Conn,
+    /// Cluster: the connection that carries only sharded subscriptions.
+    shards: OnceCell<ClusterConnection>,
+    /// Set once the inbox is subscribed on this runtime's connection (one server).
+    inbox: OnceCell<()>,
+    /// The channels subscribed on this runtime's connections.
+    channels: Mutex<HashSet<String>>,
+}
+
+impl Live {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Unsubscribes `channel` in the background (a channel left subscribed only costs
+    /// messages nobody listens to).
+    fn unsubscribe(&self, channel: &str) {
+        let channel = channel.to_owned();
+        match (&self.commands, self.shards.get()) {
+            (Conn::Single(manager), _) => {
+                let mut manager = manager.clone();
+                crate::runtime::spawn(async move {
+                    if let Err(error) = manager.unsubscribe(&channel).await {
+                        tracing::debug!(%channel, %error, "UNSUBSCRIBE failed; the channel stays subscribed");
+                    }
+                });
+            }
+            (Conn::Cluster(_), Some(shards)) => {
+                let mut shards = shards.clone();
+                crate::runtime::spawn(async move {
+                    if let Err(error) = shards.sunsubscribe(&channel).await {
+                        tracing::debug!(%channel, %error, "SUNSUBSCRIBE failed; the channel stays subscribed");
+                    }
+                });
+            }
+            (Conn::Cluster(_), None) => {}
+        }
+    }
+}
+
+impl Server {
+    /// One server, reached through `client` (RESP3). Does not connect.
+    pub(crate) fn single(client: redis::Client, timeouts: Timeouts) -> Self {
+        let address = client.get_connection_info().addr().to_string();
+        Self::new(Connector::Single(client), address, timeouts)
+    }
+
+    /// A Redis Cluster, reached through any of `nodes`. Does not connect.
+    pub(crate) fn cluster(nodes: Vec<redis::ConnectionInfo>, timeouts: Timeouts) -> Self {
+        let address = nodes
+            .iter()
+            .map(|node| node.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        Self::new(
+            Connector::Cluster(nodes),
+            format!("cluster {address}"),
+            timeouts,
+        )
+    }
+
+    fn new(connector: Connector, address: String, timeouts: Timeouts) -> Self {
+        Self {
+            connector,
+            address,
+            timeouts,
+            notifications: Arc::default(),
+            inbox: format!("lock-runtime:inbox:{}", uuid::Uuid::new_v4().simple()).into(),
+            lives: Arc::default(),
+        }
+    }
+
+    /// `host:port` (or the cluster's nodes), without credentials.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The channel releases announce hand-offs to this server's waiters on.
+    pub(crate) fn inbox(&self) -> &Arc<str> {
+        &self.inbox
+    }
+
+    fn dispatch(&self, dropped: Option<mpsc::UnboundedSender<String>>) -> Dispatch {
+        Dispatch {
+            notifications: self.notifications.clone(),
+            inbox: self.inbox.clone(),
+            dropped,
+        }
+    }
+
+    /// The connections of the current runtime, opened on first use.
+    async fn live(&self) -> Result<Arc<Live>, LockError> {
+        let runtime_id = tokio::runtime::Handle::try_current()
+            .map_err(|_| LockError::Config("lock operations need a tokio runtime".into()))?
+            .id();
+        let find = |lives: &[Arc<Live>]| {
+            lives
+                .iter()
+                .find(|live| live.runtime_id == runtime_id)
+                .cloned()
+        };
+        if let Some(live) = find(&self.lives()) {
+            return Ok(live);
+        }
+        let runtime = RuntimeAlive::current()
+            .ok_or_else(|| LockError::Config("lock operations need a tokio runtime".into()))?;
+        let commands = match &self.connector {
+            Connector::Single(client) => {
+                connect::single(client, self.timeouts, self.dispatch(None))
+                    .map(Conn::Single)
+                    .map_err(|source| self.error("", source))?
+            }
+            Connector::Cluster(nodes) => {
+                let client = connect::cluster(nodes, self.timeouts, None)
+                    .map_err(|source| self.error("", source))?;
+                let connection = connect::cluster_connection(&client, self.timeouts)
+                    .await
+                    .map_err(|source| self.error("", source))?;
+                Conn::Cluster(connection)
+            }
+        };
+        let mut lives = self.lives();
+        if let Some(live) = find(&lives) {
+            return Ok(live); // opened by a concurrent first command
+        }
+        lives.retain(|live| live.runtime.is_alive());
+        let live = Arc::new(Live {
+            runtime_id,
+            runtime,
+            commands,
+            shards: OnceCell::new(),
+            inbox: OnceCell::new(),
+            channels: Mutex::default(),
+        });
+        lives.push(live.clone());
+        Ok(live)
+    }
+
+    fn lives(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Live>>> {
+        self.lives.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current runtime's command connection.
+    pub(crate) async fn connection(
+        &self,
+    ) -> Result<impl redis::aio::ConnectionLike + Send + use<>, LockError> {
+        Ok(self.live().await?.commands.clone())
+    }
+
+    /// Runs `command`; errors name the lock `name`.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        name: &str,
+    ) -> Result<T, LockError> {
+        let mut connection = self.connection().await?;
+        command
+            .query_async(&mut connection)
+            .await
+            .map_err(|source| self.error(name, source))
+    }
+
+    /// Runs a script; errors name the lock `name`.
+    pub(crate) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        name: &str,
+    ) -> Result<T, LockError> {
+        let mut connection = self.connection().await?;
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|source| self.error(name, source))
+    }
+
+    /// Registers `token` for hand-offs on this server's inbox (subscribed on the current
+    /// runtime's connection before this returns).
+    pub(crate) async fn listen(&self, token: &str, name: &str) -> Result<Registration, LockError> {
+        let live = self.live().await?;
+        if let Conn::Single(manager) = &live.commands {
+            live.inbox
+                .get_or_try_init(|| async {
+                    let mut manager = manager.clone();
+                    manager
+                        .subscribe(&*self.inbox)
+                        .await
+                        .map_err(|source| self.error(name, source))
+                })
+                .await?;
+        }
+        Ok(self.notifications.register(token, None, None))
+    }
+
+    /// Registers `token` for what is published on `channel`: frees (Redlock, `PUBLISH`)
+    /// or, on a Cluster, hand-offs (`SPUBLISH` in the lock's slot). The channel is
+    /// subscribed on the current runtime's connection before this returns, and while some
+    /// waiter listens.
+    pub(crate) async fn listen_on(
+        &self,
+        token: &str,
+        channel: &str,
+        name: &str,
+    ) -> Result<Registration, LockError> {
+        let live = self.live().await?;
+        let registration =
+            self.notifications
+                .register(token, Some(channel), Some(self.unsubscriber()));
+        if !live.channels().insert(channel.to_owned()) {
+            return Ok(registration);
+        }
+        let subscribed = match &live.commands {
+            Conn::Single(manager) => manager.clone().subscribe(channel).await,
+            Conn::Cluster(_) => match self.shards(&live).await {
+                Ok(mut shards) => shards.ssubscribe(channel).await,
+                Err(error) => Err(error),
+            },
+        };
+        if let Err(source) = subscribed {
+            live.channels().remove(channel);
+            return Err(self.error(name, source));
+        }
+        Ok(registration)
+    }
+
+    /// Unsubscribes a channel from every runtime's connection once its last waiter left.
+    fn unsubscriber(&self) -> OnLastLeave {
+        let lives = Arc::downgrade(&self.lives);
+        Arc::new(move |channel: &str| {
+            let Some(lives) = lives.upgrade() else {
+                return;
+            };
+            let lives = lives.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            for live in lives.into_iter().filter(|live| live.runtime.is_alive()) {
+                if live.channels().remove(channel) {
+                    live.unsubscribe(channel);
+                }
+            }
+        })
+    }
+
+    /// The current runtime's connection for sharded subscriptions (Cluster), opened on
+    /// first use with a task that renews the subscriptions the server drops.
+    async fn shards(&self, live: &Arc<Live>) -> Result<ClusterConnection, RedisError> {
+        let Connector::Cluster(nodes) = &self.connector else {
+            unreachable!("only a cluster has a shards connection");
+        };
+        let shards = live
+            .shards
+            .get_or_try_init(|| async {
+                let (dropped, renew) = mpsc::unbounded_channel();
+                let client =
+                    connect::cluster(nodes, self.timeouts, Some(self.dispatch(Some(dropped))))?;
+                let connection = connect::cluster_connection(&client, self.timeouts).await?;
+                crate::runtime::spawn(resubscribe(
+                    Arc::downgrade(live),
+                    self.notifications.clone(),
+                    connection.clone(),
+                    renew,
+                ));
+                Ok::<_, RedisError>(connection)
+            })
+            .await?;
+        Ok(shards.clone())
+    }
+
+    /// What `source` means for an operation on the lock `name` (empty: none).
+    pub(crate) fn error(&self, name: &str, source: RedisError) -> LockError {
+        if wedges(&source) {
+            // A connection manager whose reconnect failed this way never tries again:
+            // the next command starts a new one.
+            self.lives().clear();
+        }
+        if is_auth_error(&source) {
+            return LockError::Auth {
+                server: self.address.clone(),
+                source,
+            };
+        }
+        if source.is_connection_refusal() || source.kind() == redis::ErrorKind::InvalidClientConfig
+        {
+            return LockError::Connect {
+                server: self.address.clone(),
+                source,
+            };
+        }
+        LockError::Backend {
+            name: name.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Renews the sharded subscriptions the server dropped (the slot moved or its master
+/// failed over): their waiters try again at once (they may have missed a hand-off), and
+/// the channel is subscribed again, at its slot's new owner. Our own unsubscribes arrive
+/// here too, for channels no longer wanted.
+async fn resubscribe(
+    live: Weak<Live>,
+    notifications: Arc<Notifications>,
+    mut shards: ClusterConnection,
+    mut dropped: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(channel) = dropped.recv().await {
+        let Some(live) = live.upgrade() else {
+            return;
+        };
+        if !live.channels().contains(&channel) {
+            continue;
+        }
+        notifications.interrupt_channel(&channel);
+        for pause in [0, 50, 200, 500, 1_000] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            match shards.ssubscribe(&channel).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::debug!(%channel, %error, "SSUBSCRIBE again failed; retrying")
+                }
+            }
+        }
+    }
+}
+
+/// An error that, met while reconnecting, leaves a `ConnectionManager` failing for good
+/// (it only reconnects again after I/O errors).
+fn wedges(error: &RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "LOADING"))
+}
+
+/// A refused password or user, or a missing ACL permission.
+fn is_auth_error(error: &RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+}

@@ -13,7 +13,7 @@ use syn::spanned::Spanned as _;
 use syn::{Expr, ExprAssign, ExprLit, ExprPath, Lit, LitStr, Path, Token};
 
 use crate::errors::Errors;
-use crate::{duration, ident};
+use crate::{duration, ident, names};
 
 /// A value with the span of the option that set it.
 #[derive(Debug, Clone)]
@@ -74,90 +74,6 @@ const OPTIONS: &[(&str, Setter)] = &[
     ("crate", Args::set_crate),
 ];
 
-const TEMPLATE_IS_POSITIONAL: &str = "the key template is the first, positional argument: \
-     #[distributed_lock(\"order:<order_id>\", timeout = 30)]";
-
-/// Names users reach for (from other lock libraries), with what to write instead.
-const ALIASES: &[(&[&str], &str)] = &[
-    (
-        &[
-            "key",
-            "name",
-            "template",
-            "lock",
-            "lock_key",
-            "lock_name",
-            "resource",
-        ],
-        TEMPLATE_IS_POSITIONAL,
-    ),
-    (
-        &[
-            "ttl",
-            "expire",
-            "expires",
-            "expiry",
-            "expiration",
-            "lease",
-            "lease_time",
-            "lock_timeout",
-        ],
-        "the lock's time to live is `timeout`, e.g. `timeout = 30`",
-    ),
-    (
-        &[
-            "wait_timeout",
-            "wait_time",
-            "acquire_timeout",
-            "block",
-            "blocking",
-            "blocking_timeout",
-        ],
-        "how long to wait for the lock is `wait`, e.g. `wait = 5`",
-    ),
-    (
-        &["retry_interval", "interval", "backoff", "sleep"],
-        "the delay between retries is `retry_delay`, e.g. `retry_delay = \"200ms\"`",
-    ),
-    (
-        &[
-            "retries",
-            "max_retries",
-            "attempts",
-            "retry_times",
-            "retry_count",
-        ],
-        "the number of retries is `retry`, e.g. `retry = 3`",
-    ),
-    (
-        &[
-            "renew",
-            "renew_every",
-            "renew_interval",
-            "extend",
-            "auto_extend",
-            "watchdog",
-            "keep_alive",
-        ],
-        "renewal is `auto_renew` (every third of the timeout) or `auto_renew = 10` (every 10 s)",
-    ),
-    (
-        &[
-            "try_lock",
-            "skip_if_locked",
-            "non_blocking",
-            "nowait",
-            "no_wait",
-        ],
-        "to return a default value without running the body when the lock is held, write `skip`",
-    ),
-    (&["fence", "fenced", "fencing_token"], "write `fencing`"),
-    (
-        &["client", "redis", "backend", "manager"],
-        "the locker to use is `locker`, e.g. `locker = self.locker`",
-    ),
-];
-
 /// The shortest TTL a lock can have (the runtime refuses shorter ones on every call).
 const MIN_TTL: Duration = Duration::from_millis(1);
 
@@ -192,54 +108,49 @@ fn template(
 ) -> Option<LitStr> {
     let missing = "missing key template: the first argument names the lock, e.g. \
                    #[distributed_lock(\"order:<order_id>\", timeout = 30)]";
-    match items.peek() {
-        Some(Expr::Lit(ExprLit {
-            lit: Lit::Str(template),
+    let Some(first) = items.peek() else {
+        errors.at(Span::call_site(), missing);
+        return None;
+    };
+    if let Some(template) = string_literal(first).cloned() {
+        items.next();
+        return Some(template);
+    }
+    if let Expr::Assign(ExprAssign { left, right, .. }) = first
+        && option_name(left)
+            .is_some_and(|name| names::alias_hint(&name) == Some(names::TEMPLATE_IS_POSITIONAL))
+    {
+        let message = format!(
+            "the key template is the first, positional argument: write the string alone, without `{} =`",
+            left.to_token_stream()
+        );
+        errors.at(left.span(), message);
+        let template = string_literal(right).cloned();
+        items.next();
+        return template;
+    }
+    if matches!(first, Expr::Assign(_))
+        || option_name(first).is_some_and(|name| option(&name).is_some())
+    {
+        errors.at(Span::call_site(), missing);
+        return None;
+    }
+    errors.at(
+        first.span(),
+        "the key template must be a string literal, e.g. \"order:<order_id>\"; \
+         placeholders in `<...>` are filled from the function's arguments",
+    );
+    items.next();
+    None
+}
+
+fn string_literal(expr: &Expr) -> Option<&LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
             ..
-        })) => {
-            let template = template.clone();
-            items.next();
-            Some(template)
-        }
-        Some(Expr::Assign(ExprAssign { left, right, .. }))
-            if option_name(left)
-                .is_some_and(|name| alias_hint(&name) == Some(TEMPLATE_IS_POSITIONAL)) =>
-        {
-            errors.at(
-                left.span(),
-                format!(
-                    "the key template is the first, positional argument: write the string alone, \
-                     without `{} =`",
-                    left.to_token_stream()
-                ),
-            );
-            let template = match &**right {
-                Expr::Lit(ExprLit {
-                    lit: Lit::Str(template),
-                    ..
-                }) => Some(template.clone()),
-                _ => None,
-            };
-            items.next();
-            template
-        }
-        Some(other) if option_name(other).is_some_and(|name| option(&name).is_some()) => {
-            errors.at(Span::call_site(), missing);
-            None
-        }
-        Some(Expr::Assign(_)) | None => {
-            errors.at(Span::call_site(), missing);
-            None
-        }
-        Some(other) => {
-            errors.at(
-                other.span(),
-                "the key template must be a string literal, e.g. \"order:<order_id>\"; \
-                 placeholders in `<...>` are filled from the function's arguments",
-            );
-            items.next();
-            None
-        }
+        }) => Some(text),
+        _ => None,
     }
 }
 
@@ -264,7 +175,7 @@ impl Given {
             Ok(name) => Ok(Self { name, value }),
             Err(not_a_name) => Err(syn::Error::new(
                 not_a_name.span(),
-                format!("expected an option name; {}", valid_options()),
+                format!("expected an option name; {}", names::valid(&option_names())),
             )),
         }
     }
@@ -322,7 +233,8 @@ impl Given {
 
 impl Args {
     fn set(&mut self, given: Given, seen: &mut Vec<Ident>) -> syn::Result<()> {
-        let setter = option(&given.name).ok_or_else(|| unknown(&given.name))?;
+        let setter =
+            option(&given.name).ok_or_else(|| names::unknown(&given.name, &option_names()))?;
         if let Some(first) = seen.iter().find(|seen| **seen == given.name) {
             let name = &given.name;
             let mut error = syn::Error::new(
@@ -424,12 +336,9 @@ impl Args {
 
     fn set_on_lost(&mut self, given: Given) -> syn::Result<()> {
         let value = given.value("abort")?;
-        let (written, quoted) = match value {
-            Expr::Lit(ExprLit {
-                lit: Lit::Str(text),
-                ..
-            }) => (Some(text.value()), true),
-            other => (option_name(other).map(|name| name.to_string()), false),
+        let (written, quoted) = match string_literal(value) {
+            Some(text) => (Some(text.value()), true),
+            None => (option_name(value).map(|name| name.to_string()), false),
         };
         let policy = match written.as_deref() {
             Some("abort") if !quoted => OnLost::Abort,
@@ -463,11 +372,7 @@ impl Args {
 
     fn set_crate(&mut self, given: Given) -> syn::Result<()> {
         let value = given.value("\"lock_runtime\"")?;
-        let Expr::Lit(ExprLit {
-            lit: Lit::Str(text),
-            ..
-        }) = value
-        else {
+        let Some(text) = string_literal(value) else {
             let written = value.to_token_stream().to_string().replace(' ', "");
             return Err(syn::Error::new(
                 value.span(),
@@ -481,44 +386,15 @@ impl Args {
     }
 }
 
+fn option_names() -> Vec<&'static str> {
+    OPTIONS.iter().map(|(name, _)| *name).collect()
+}
+
 fn option(name: &Ident) -> Option<Setter> {
     OPTIONS
         .iter()
         .find(|(option, _)| name == option)
         .map(|(_, setter)| *setter)
-}
-
-fn alias_hint(name: &Ident) -> Option<&'static str> {
-    ALIASES
-        .iter()
-        .find(|(names, _)| names.iter().any(|alias| name == alias))
-        .map(|(_, hint)| *hint)
-}
-
-fn unknown(name: &Ident) -> syn::Error {
-    let message = match alias_hint(name) {
-        Some(hint) => format!("unknown option `{name}`: {hint}"),
-        None => {
-            let written = name.to_string();
-            let near = OPTIONS
-                .iter()
-                .map(|(option, _)| (strsim::damerau_levenshtein(&written, option), *option))
-                .min()
-                .filter(|(distance, _)| *distance <= (written.len() / 3).max(1))
-                .map(|(_, option)| format!("did you mean `{option}`? "))
-                .unwrap_or_default();
-            format!("unknown option `{name}`; {near}{}", valid_options())
-        }
-    };
-    syn::Error::new(name.span(), message)
-}
-
-fn valid_options() -> String {
-    let list: Vec<String> = OPTIONS
-        .iter()
-        .map(|(name, _)| format!("`{name}`"))
-        .collect();
-    format!("valid options are {}", list.join(", "))
 }
 
 /// `timeout`, `crate`: a single-segment path.

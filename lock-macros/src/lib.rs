@@ -11,6 +11,7 @@ mod expand;
 mod func;
 mod ident;
 mod key;
+mod names;
 mod valid;
 
 use proc_macro::TokenStream;

@@ -17,9 +17,9 @@ fn key_formatting(c: &mut Criterion) {
         b.iter(|| {
             lock_runtime::__private::KeyBuilder::with_capacity(32)
                 .text("tenant:")
-                .value(black_box(tenant))
+                .value(black_box(tenant), "<tenant>")
                 .text(":order:")
-                .value(&black_box(order_id))
+                .value(&black_box(order_id), "<order_id>")
                 .finish()
         })
     });

@@ -1,42 +1,25 @@
-//! Parses the attribute's arguments into typed options, each with its span.
+//! Parses the attribute's arguments: the key template, then each option through its own
+//! setter, which parses the value. A repeated option is rejected in one place; rules that
+//! involve several options are in `valid.rs`.
 
+use std::iter::Peekable;
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::ToTokens as _;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
 use syn::{Expr, ExprAssign, ExprLit, ExprPath, Lit, LitStr, Path, Token};
 
-use crate::duration;
 use crate::errors::Errors;
-
-/// Every option, in the order the docs list them.
-pub(crate) const OPTIONS: &[&str] = &[
-    "timeout",
-    "auto_renew",
-    "wait",
-    "retry",
-    "retry_delay",
-    "skip",
-    "min_hold",
-    "fencing",
-    "on_lost",
-    "locker",
-    "crate",
-];
+use crate::{duration, ident, names};
 
 /// A value with the span of the option that set it.
 #[derive(Debug, Clone)]
 pub(crate) struct Spanned<T> {
     pub(crate) value: T,
     pub(crate) span: Span,
-}
-
-impl<T> Spanned<T> {
-    fn at(span: Span, value: T) -> Self {
-        Self { value, span }
-    }
 }
 
 /// What to do when the lock is lost during the body.
@@ -48,23 +31,51 @@ pub(crate) enum OnLost {
     Ignore,
 }
 
-/// The parsed attribute.
+/// The parsed attribute: the options the user wrote, nothing else.
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) template: Option<LitStr>,
     pub(crate) timeout: Option<Spanned<Duration>>,
-    /// `Some(None)`: `auto_renew` as a flag; `Some(Some(d))`: `auto_renew = d`.
+    /// `None`: `auto_renew` as a flag; `Some(d)`: `auto_renew = d`.
     pub(crate) auto_renew: Option<Spanned<Option<Duration>>>,
     pub(crate) wait: Option<Spanned<Duration>>,
     pub(crate) retry: Option<Spanned<u32>>,
     pub(crate) retry_delay: Option<Spanned<Duration>>,
-    pub(crate) skip: Option<Span>,
+    pub(crate) skip: Option<Spanned<()>>,
     pub(crate) min_hold: Option<Spanned<Duration>>,
-    pub(crate) fencing: Option<Span>,
+    pub(crate) fencing: Option<Spanned<()>>,
     pub(crate) on_lost: Option<Spanned<OnLost>>,
-    pub(crate) locker: Option<Expr>,
-    pub(crate) krate: Option<Path>,
+    pub(crate) escape: Option<Spanned<()>>,
+    pub(crate) locker: Option<Spanned<Expr>>,
+    pub(crate) krate: Option<Spanned<Path>>,
 }
+
+/// One `name` or `name = value` argument.
+struct Given {
+    name: Ident,
+    value: Option<Expr>,
+}
+
+type Setter = fn(&mut Args, Given) -> syn::Result<()>;
+
+/// Every option with its setter, in the order the docs list them.
+const OPTIONS: &[(&str, Setter)] = &[
+    ("timeout", Args::set_timeout),
+    ("auto_renew", Args::set_auto_renew),
+    ("wait", Args::set_wait),
+    ("retry", Args::set_retry),
+    ("retry_delay", Args::set_retry_delay),
+    ("skip", Args::set_skip),
+    ("min_hold", Args::set_min_hold),
+    ("fencing", Args::set_fencing),
+    ("on_lost", Args::set_on_lost),
+    ("escape", Args::set_escape),
+    ("locker", Args::set_locker),
+    ("crate", Args::set_crate),
+];
+
+/// The shortest TTL a lock can have (the runtime refuses shorter ones on every call).
+const MIN_TTL: Duration = Duration::from_millis(1);
 
 const GRAMMAR: &str = "expected #[distributed_lock(\"key:<arg>\", option, option = value, ...)]";
 
@@ -74,93 +85,320 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
     let items = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(tokens) {
         Ok(items) => items,
         Err(error) => {
-            errors.push(syn::Error::new(error.span(), format!("{error}; {GRAMMAR}")));
+            errors.at(error.span(), format!("{error}; {GRAMMAR}"));
             return args;
         }
     };
     let mut items = items.into_iter().peekable();
-    match items.peek() {
-        Some(Expr::Lit(ExprLit {
-            lit: Lit::Str(template),
-            ..
-        })) => {
-            args.template = Some(template.clone());
-            items.next();
-        }
-        Some(Expr::Assign(_)) | None => errors.at(
-            Span::call_site(),
-            "missing key template: the first argument names the lock, e.g. \
-             #[distributed_lock(\"order:<order_id>\", timeout = 30)]",
-        ),
-        Some(other) => {
-            errors.at(
-                other.span(),
-                "the key template must be a string literal, e.g. \"order:<order_id>\"; \
-                 placeholders in `<...>` are filled from the function's arguments",
-            );
-            items.next();
-        }
-    }
-    let mut seen: Vec<(String, Span)> = Vec::new();
+    args.template = template(&mut items, errors);
+    let mut seen = Vec::new();
     for item in items {
-        let (name, value) = match item {
-            Expr::Assign(ExprAssign { left, right, .. }) => match option_name(&left) {
-                Some(name) => (name, Some(*right)),
-                None => {
-                    errors.at(
-                        left.span(),
-                        format!("expected an option name; {}", valid_options()),
-                    );
-                    continue;
-                }
-            },
-            Expr::Lit(ExprLit {
-                lit: Lit::Str(extra),
-                ..
-            }) => {
-                errors.at(
-                    extra.span(),
-                    "only one key template is allowed; it must be the first argument",
-                );
-                continue;
-            }
-            other => match option_name(&other) {
-                Some(name) => (name, None),
-                None => {
-                    errors.at(
-                        other.span(),
-                        format!("expected an option; {}", valid_options()),
-                    );
-                    continue;
-                }
-            },
-        };
-        let (text, span) = (name.to_string(), name.span());
-        if let Some((_, first)) = seen.iter().find(|(seen, _)| *seen == text) {
-            let mut error =
-                syn::Error::new(span, format!("duplicate option `{text}`; give it once"));
-            error.combine(syn::Error::new(
-                *first,
-                format!("`{text}` first given here"),
-            ));
-            errors.push(error);
-            continue;
-        }
-        seen.push((text.clone(), span));
-        if let Err(error) = args.set(&text, span, value) {
+        let set = Given::from_expr(item).and_then(|given| args.set(given, &mut seen));
+        if let Err(error) = set {
             errors.push(error);
         }
     }
     args
 }
 
-fn valid_options() -> String {
-    let list: Vec<String> = OPTIONS.iter().map(|name| format!("`{name}`")).collect();
-    format!("valid options are {}", list.join(", "))
+/// The first argument: the template. `key = "..."` is taken as one, with an error.
+fn template(
+    items: &mut Peekable<impl Iterator<Item = Expr>>,
+    errors: &mut Errors,
+) -> Option<LitStr> {
+    let missing = "missing key template: the first argument names the lock, e.g. \
+                   #[distributed_lock(\"order:<order_id>\", timeout = 30)]";
+    let Some(first) = items.peek() else {
+        errors.at(Span::call_site(), missing);
+        return None;
+    };
+    if let Some(template) = string_literal(first).cloned() {
+        items.next();
+        return Some(template);
+    }
+    if let Expr::Assign(ExprAssign { left, right, .. }) = first
+        && option_name(left)
+            .is_some_and(|name| names::alias_hint(&name) == Some(names::TEMPLATE_IS_POSITIONAL))
+    {
+        let message = format!(
+            "the key template is the first, positional argument: write the string alone, without `{} =`",
+            left.to_token_stream()
+        );
+        errors.at(left.span(), message);
+        let template = string_literal(right).cloned();
+        items.next();
+        return template;
+    }
+    if matches!(first, Expr::Assign(_))
+        || option_name(first).is_some_and(|name| option(&name).is_some())
+    {
+        errors.at(Span::call_site(), missing);
+        return None;
+    }
+    errors.at(
+        first.span(),
+        "the key template must be a string literal, e.g. \"order:<order_id>\"; \
+         placeholders in `<...>` are filled from the function's arguments",
+    );
+    items.next();
+    None
+}
+
+fn string_literal(expr: &Expr) -> Option<&LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        }) => Some(text),
+        _ => None,
+    }
+}
+
+impl Given {
+    fn from_expr(item: Expr) -> syn::Result<Self> {
+        let (name, value) = match item {
+            Expr::Assign(ExprAssign { left, right, .. }) => {
+                (option_name(&left).ok_or(left), Some(*right))
+            }
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(extra),
+                ..
+            }) => {
+                return Err(syn::Error::new(
+                    extra.span(),
+                    "only one key template is allowed; it must be the first argument",
+                ));
+            }
+            other => (option_name(&other).ok_or(Box::new(other)), None),
+        };
+        match name {
+            Ok(name) => Ok(Self { name, value }),
+            Err(not_a_name) => Err(syn::Error::new(
+                not_a_name.span(),
+                format!("expected an option name; {}", names::valid(&option_names())),
+            )),
+        }
+    }
+
+    fn spanned<T>(&self, value: T) -> Option<Spanned<T>> {
+        Some(Spanned {
+            value,
+            span: self.name.span(),
+        })
+    }
+
+    /// The value of an option that needs one.
+    fn value(&self, example: &str) -> syn::Result<&Expr> {
+        self.value.as_ref().ok_or_else(|| {
+            let name = &self.name;
+            syn::Error::new(
+                name.span(),
+                format!("`{name}` needs a value: `{name} = {example}`"),
+            )
+        })
+    }
+
+    /// A flag: `skip`, not `skip = true`.
+    fn flag(&self) -> syn::Result<Option<Spanned<()>>> {
+        let name = &self.name;
+        match &self.value {
+            None => Ok(self.spanned(())),
+            Some(value) if is_bool(value, false) => Err(syn::Error::new(
+                value.span(),
+                format!("`{name} = false` is the default: leave `{name}` out"),
+            )),
+            Some(value) => Err(syn::Error::new(
+                value.span(),
+                format!("`{name}` is a flag and takes no value: write `{name}`"),
+            )),
+        }
+    }
+
+    fn duration(&self, example: &str) -> syn::Result<Duration> {
+        duration::parse(&self.name.to_string(), self.value(example)?)
+    }
+
+    fn positive(&self, example: &str) -> syn::Result<Duration> {
+        let duration = self.duration(example)?;
+        if duration.is_zero() {
+            let name = &self.name;
+            return Err(syn::Error::new(
+                self.value(example)?.span(),
+                format!("`{name}` must be positive"),
+            ));
+        }
+        Ok(duration)
+    }
+}
+
+impl Args {
+    fn set(&mut self, given: Given, seen: &mut Vec<Ident>) -> syn::Result<()> {
+        let setter =
+            option(&given.name).ok_or_else(|| names::unknown(&given.name, &option_names()))?;
+        if let Some(first) = seen.iter().find(|seen| **seen == given.name) {
+            let name = &given.name;
+            let mut error = syn::Error::new(
+                name.span(),
+                format!("duplicate option `{name}`; give it once"),
+            );
+            error.combine(syn::Error::new(
+                first.span(),
+                format!("`{name}` first given here"),
+            ));
+            return Err(error);
+        }
+        seen.push(given.name.clone());
+        setter(self, given)
+    }
+
+    fn set_timeout(&mut self, given: Given) -> syn::Result<()> {
+        let ttl = given.positive("30")?;
+        if ttl < MIN_TTL {
+            return Err(syn::Error::new(
+                given.value("30")?.span(),
+                format!(
+                    "`timeout` is {ttl:?}, below 1 ms, the shortest TTL a lock can have; give at least `\"1ms\"`"
+                ),
+            ));
+        }
+        self.timeout = given.spanned(ttl);
+        Ok(())
+    }
+
+    fn set_auto_renew(&mut self, given: Given) -> syn::Result<()> {
+        let every = match &given.value {
+            None => None,
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Bool(flag),
+                ..
+            })) => {
+                let what = if flag.value {
+                    "write `auto_renew` to renew every third of the timeout, or `auto_renew = 10` to renew every 10 s"
+                } else {
+                    "leave it out to not renew"
+                };
+                return Err(syn::Error::new(
+                    flag.span(),
+                    format!("`auto_renew` is a flag: {what}"),
+                ));
+            }
+            Some(_) => Some(given.positive("10")?),
+        };
+        self.auto_renew = given.spanned(every);
+        Ok(())
+    }
+
+    fn set_wait(&mut self, given: Given) -> syn::Result<()> {
+        self.wait = given.spanned(given.duration("5")?);
+        Ok(())
+    }
+
+    fn set_retry(&mut self, given: Given) -> syn::Result<()> {
+        let times = match given.value("5")? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => int.base10_parse::<u32>().map_err(|_| {
+                syn::Error::new(
+                    int.span(),
+                    "`retry` must be a whole number of retries up to 4294967295",
+                )
+            })?,
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    "`retry` takes the number of retries after the first try, e.g. `retry = 5`",
+                ));
+            }
+        };
+        self.retry = given.spanned(times);
+        Ok(())
+    }
+
+    fn set_retry_delay(&mut self, given: Given) -> syn::Result<()> {
+        self.retry_delay = given.spanned(given.duration("\"200ms\"")?);
+        Ok(())
+    }
+
+    fn set_skip(&mut self, given: Given) -> syn::Result<()> {
+        self.skip = given.flag()?;
+        Ok(())
+    }
+
+    fn set_min_hold(&mut self, given: Given) -> syn::Result<()> {
+        self.min_hold = given.spanned(given.positive("60")?);
+        Ok(())
+    }
+
+    fn set_fencing(&mut self, given: Given) -> syn::Result<()> {
+        self.fencing = given.flag()?;
+        Ok(())
+    }
+
+    fn set_on_lost(&mut self, given: Given) -> syn::Result<()> {
+        let value = given.value("abort")?;
+        let (written, quoted) = match string_literal(value) {
+            Some(text) => (Some(text.value()), true),
+            None => (option_name(value).map(|name| name.to_string()), false),
+        };
+        let policy = match written.as_deref() {
+            Some("abort") if !quoted => OnLost::Abort,
+            Some("ignore") if !quoted => OnLost::Ignore,
+            Some(word @ ("abort" | "ignore")) => {
+                return Err(syn::Error::new(
+                    value.span(),
+                    format!("write `on_lost = {word}`, without quotes"),
+                ));
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    value.span(),
+                    "`on_lost` is `abort` (drop the body and return `LockError::Lost`) or `ignore` (the default)",
+                ));
+            }
+        };
+        self.on_lost = given.spanned(policy);
+        Ok(())
+    }
+
+    fn set_escape(&mut self, given: Given) -> syn::Result<()> {
+        self.escape = given.flag()?;
+        Ok(())
+    }
+
+    fn set_locker(&mut self, given: Given) -> syn::Result<()> {
+        self.locker = given.spanned(given.value("self.locker")?.clone());
+        Ok(())
+    }
+
+    fn set_crate(&mut self, given: Given) -> syn::Result<()> {
+        let value = given.value("\"lock_runtime\"")?;
+        let Some(text) = string_literal(value) else {
+            let written = value.to_token_stream().to_string().replace(' ', "");
+            return Err(syn::Error::new(
+                value.span(),
+                format!("`crate` takes the path in quotes: `crate = \"{written}\"`"),
+            ));
+        };
+        let path = ident::path(&text.value(), text.span())
+            .ok_or_else(|| syn::Error::new(text.span(), ident::path_problem(&text.value())))?;
+        self.krate = given.spanned(path);
+        Ok(())
+    }
+}
+
+fn option_names() -> Vec<&'static str> {
+    OPTIONS.iter().map(|(name, _)| *name).collect()
+}
+
+fn option(name: &Ident) -> Option<Setter> {
+    OPTIONS
+        .iter()
+        .find(|(option, _)| name == option)
+        .map(|(_, setter)| *setter)
 }
 
 /// `timeout`, `crate`: a single-segment path.
-fn option_name(expr: &Expr) -> Option<syn::Ident> {
+fn option_name(expr: &Expr) -> Option<Ident> {
     match expr {
         Expr::Path(ExprPath {
             path, qself: None, ..
@@ -171,125 +409,6 @@ fn option_name(expr: &Expr) -> Option<syn::Ident> {
     }
 }
 
-impl Args {
-    fn set(&mut self, name: &str, span: Span, value: Option<Expr>) -> syn::Result<()> {
-        let needs_value = |value: Option<Expr>, example: &str| {
-            value.ok_or_else(|| {
-                syn::Error::new(
-                    span,
-                    format!("`{name}` needs a value: `{name} = {example}`"),
-                )
-            })
-        };
-        let no_value = |value: &Option<Expr>| match value {
-            Some(value) => Err(syn::Error::new(
-                value.span(),
-                format!("`{name}` is a flag and takes no value: write `{name}`"),
-            )),
-            None => Ok(span),
-        };
-        let positive = |value: &Expr| -> syn::Result<Duration> {
-            let duration = duration::parse(name, value)?;
-            if duration.is_zero() {
-                return Err(syn::Error::new(
-                    value.span(),
-                    format!("`{name}` must be positive"),
-                ));
-            }
-            Ok(duration)
-        };
-        match name {
-            "timeout" => {
-                let value = needs_value(value, "30")?;
-                self.timeout = Some(Spanned::at(span, positive(&value)?));
-            }
-            "auto_renew" => {
-                let every = value.as_ref().map(positive).transpose()?;
-                self.auto_renew = Some(Spanned::at(span, every));
-            }
-            "wait" => {
-                let value = needs_value(value, "5")?;
-                self.wait = Some(Spanned::at(span, duration::parse(name, &value)?));
-            }
-            "retry" => {
-                let value = needs_value(value, "5")?;
-                let times = match &value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Int(int), ..
-                    }) => int.base10_parse::<u32>().map_err(|_| {
-                        syn::Error::new(
-                            int.span(),
-                            "`retry` must be a whole number of retries up to 4294967295",
-                        )
-                    })?,
-                    other => {
-                        return Err(syn::Error::new(
-                            other.span(),
-                            "`retry` takes the number of retries after the first try, e.g. `retry = 5`",
-                        ));
-                    }
-                };
-                self.retry = Some(Spanned::at(span, times));
-            }
-            "retry_delay" => {
-                let value = needs_value(value, "\"200ms\"")?;
-                self.retry_delay = Some(Spanned::at(span, duration::parse(name, &value)?));
-            }
-            "skip" => self.skip = Some(no_value(&value)?),
-            "fencing" => self.fencing = Some(no_value(&value)?),
-            "min_hold" => {
-                let value = needs_value(value, "60")?;
-                self.min_hold = Some(Spanned::at(span, positive(&value)?));
-            }
-            "on_lost" => {
-                let value = needs_value(value, "abort")?;
-                let policy = match option_name(&value)
-                    .map(|ident| ident.to_string())
-                    .as_deref()
-                {
-                    Some("abort") => OnLost::Abort,
-                    Some("ignore") => OnLost::Ignore,
-                    _ => {
-                        return Err(syn::Error::new(
-                            value.span(),
-                            "`on_lost` is `abort` (drop the body and return `LockError::Lost`) or `ignore` (the default)",
-                        ));
-                    }
-                };
-                self.on_lost = Some(Spanned::at(span, policy));
-            }
-            "locker" => self.locker = Some(needs_value(value, "self.locker")?),
-            "crate" => {
-                let value = needs_value(value, "\"lock_runtime\"")?;
-                let path = match &value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Str(path),
-                        ..
-                    }) => path.parse::<Path>().ok(),
-                    _ => None,
-                };
-                let path = path.ok_or_else(|| {
-                    syn::Error::new(
-                        value.span(),
-                        "`crate` must be a path in a string, e.g. `crate = \"my_locks\"`",
-                    )
-                })?;
-                self.krate = Some(path);
-            }
-            unknown => {
-                let hint = OPTIONS
-                    .iter()
-                    .map(|option| (strsim::levenshtein(unknown, option), option))
-                    .min()
-                    .filter(|(distance, _)| *distance <= 3)
-                    .map(|(_, option)| format!("did you mean `{option}`? "))
-                    .unwrap_or_default();
-                return Err(syn::Error::new(
-                    span,
-                    format!("unknown option `{unknown}`; {hint}{}", valid_options()),
-                ));
-            }
-        }
-        Ok(())
-    }
+fn is_bool(expr: &Expr, value: bool) -> bool {
+    matches!(expr, Expr::Lit(ExprLit { lit: Lit::Bool(lit), .. }) if lit.value == value)
 }

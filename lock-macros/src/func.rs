@@ -1,16 +1,10 @@
-//! The annotated function: its parts, the names its arguments bind, and its return type.
+//! The annotated function: its parts, the names its arguments bind, and the body that
+//! runs under the lock with the type it returns.
 
-use proc_macro2::TokenStream;
-use syn::{Attribute, FnArg, ItemFn, Pat, ReturnType, Type};
-
-/// What the return type says about how the lock's errors can be reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Returns {
-    /// A type named `...Result`: errors are returned as `Err(LockError.into())`.
-    Result,
-    /// Anything else (`()`, `Option<T>`, `bool`, ...): only `skip` can handle contention.
-    Other,
-}
+use syn::{
+    Attribute, Expr, FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Stmt, Type,
+    TypeParamBound,
+};
 
 /// One name bound by the function's parameters.
 #[derive(Debug, Clone)]
@@ -23,7 +17,19 @@ pub(crate) struct LockFn {
     pub(crate) item: ItemFn,
     pub(crate) bindings: Vec<Binding>,
     pub(crate) has_receiver: bool,
-    pub(crate) returns: Returns,
+    /// `None` when the function is not async (an error).
+    pub(crate) body: Option<Body>,
+}
+
+/// What runs under the lock.
+pub(crate) struct Body {
+    pub(crate) stmts: Vec<Stmt>,
+    /// The type the statements evaluate to; `None` for `()` written as no return type.
+    pub(crate) output: Option<Type>,
+    /// `#[async_trait]` rewrote the `async fn` into a `fn` returning
+    /// `Pin<Box<dyn Future<Output = T>>>` whose body is `Box::pin(async move { .. })`;
+    /// the expansion is boxed the same way.
+    pub(crate) boxed: bool,
 }
 
 impl LockFn {
@@ -34,14 +40,22 @@ impl LockFn {
                 collect(&typed.pat, &mut bindings);
             }
         }
-        let returns = match &item.sig.output {
-            ReturnType::Type(_, ty) if is_result(ty) => Returns::Result,
-            _ => Returns::Other,
+        let body = if item.sig.asyncness.is_some() {
+            Some(Body {
+                stmts: item.block.stmts.clone(),
+                output: match &item.sig.output {
+                    ReturnType::Type(_, ty) => Some((**ty).clone()),
+                    ReturnType::Default => None,
+                },
+                boxed: false,
+            })
+        } else {
+            async_trait_body(&item)
         };
         Self {
             has_receiver: item.sig.receiver().is_some(),
             bindings,
-            returns,
+            body,
             item,
         }
     }
@@ -60,12 +74,6 @@ impl LockFn {
             .attrs
             .iter()
             .filter(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)))
-    }
-
-    /// The body's statements.
-    pub(crate) fn body(&self) -> TokenStream {
-        let stmts = &self.item.block.stmts;
-        quote::quote!(#(#stmts)*)
     }
 }
 
@@ -95,17 +103,70 @@ fn collect(pat: &Pat, out: &mut Vec<Binding>) {
     }
 }
 
-/// `Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`, `AppResult<T>`: a path whose
-/// last segment's name ends in `Result`.
-fn is_result(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|segment| segment.ident.to_string().ends_with("Result")),
-        Type::Paren(paren) => is_result(&paren.elem),
-        Type::Group(group) => is_result(&group.elem),
-        _ => false,
+/// The body `#[async_trait]` gives an `async fn`: `Box::pin(async move { .. })` as the only
+/// statement, and `Output = T` in the return type.
+fn async_trait_body(item: &ItemFn) -> Option<Body> {
+    let [Stmt::Expr(Expr::Call(call), None)] = item.block.stmts.as_slice() else {
+        return None;
+    };
+    let Expr::Path(pin) = &*call.func else {
+        return None;
+    };
+    let names: Vec<String> = pin
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let boxed_pin = names.ends_with(&["Box".to_owned(), "pin".to_owned()]);
+    let mut args = call.args.iter();
+    let (Some(Expr::Async(future)), None) = (args.next(), args.next()) else {
+        return None;
+    };
+    if !boxed_pin || future.capture.is_none() {
+        return None;
+    }
+    Some(Body {
+        stmts: future.block.stmts.clone(),
+        output: Some(future_output(&item.sig.output)?.clone()),
+        boxed: true,
+    })
+}
+
+/// `T` in `Pin<Box<dyn Future<Output = T> + Send + 'a>>`.
+fn future_output(output: &ReturnType) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::TraitObject(object) = type_argument(type_argument(ty, "Pin")?, "Box")? else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let future = bound.path.segments.last().filter(|s| s.ident == "Future")?;
+        let PathArguments::AngleBracketed(args) = &future.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// The first type argument of `ty` when its last segment is `name`: `T` in `Pin<T>`.
+fn type_argument<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let segment = path.path.segments.last().filter(|s| s.ident == name)?;
+    let PathArguments::AngleBracketed(args) = &segment.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
     }
 }

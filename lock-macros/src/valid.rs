@@ -1,59 +1,52 @@
 //! Every rule the attribute checks at compile time; produces the validated model.
+//!
+//! Only what is known at compile time is checked here. Rules that depend on the locker's
+//! settings (its default TTL against `min_hold` or an `auto_renew` interval, fencing on
+//! Redlock) are checked by `LockRequest` on every call, and that error names the
+//! attribute and the function. Whether the return type can carry a `LockError`, or has a
+//! default value under `skip`, is decided from the type by the compiler (see
+//! `lock_runtime::__private::{LockResult, SkipResult}`), never from its name.
 
-use std::time::Duration;
-
+use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
-use syn::{Expr, LitStr, Path};
+use syn::{LitStr, Path};
 
-use crate::attr::{Args, OnLost};
+use crate::attr::Args;
 use crate::errors::Errors;
-use crate::func::{LockFn, Returns};
-use crate::key::{self, Segment};
-
-/// The options as the runtime receives them.
-pub(crate) struct Options {
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) wait: Option<Duration>,
-    pub(crate) retry: Option<(u32, Duration)>,
-    pub(crate) renew: Option<Option<Duration>>,
-    pub(crate) fencing: bool,
-    pub(crate) skip: bool,
-    pub(crate) min_hold: Option<Duration>,
-    pub(crate) abort_on_lost: bool,
-}
+use crate::func::{Body, LockFn};
+use crate::key::{self, Placeholder, Segment};
 
 /// A function and attribute that passed every check.
 pub(crate) struct Model {
     pub(crate) func: LockFn,
+    pub(crate) body: Body,
     pub(crate) template: LitStr,
     pub(crate) segments: Vec<Segment>,
-    pub(crate) options: Options,
-    pub(crate) locker: Option<Expr>,
+    pub(crate) args: Args,
     pub(crate) krate: Path,
 }
 
-/// The delay between retries when `retry` is given without `retry_delay`: the Python
-/// original's 0.1 s.
-const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(100);
-
 /// Checks `args` against `func`, recording every problem in `errors`.
-pub(crate) fn validate(args: Args, func: LockFn, errors: &mut Errors) -> Option<Model> {
+pub(crate) fn validate(args: Args, mut func: LockFn, errors: &mut Errors) -> Option<Model> {
     check_signature(&func, errors);
     let segments = args
         .template
         .as_ref()
         .and_then(|template| check_template(template, &func, errors));
-    let options = check_options(&args, &func, errors);
-    let template = args.template?;
+    check_options(&args, errors);
+    if let (Some(segments), Some(template)) = (&segments, &args.template) {
+        check_escaped_separators(segments, &args, template, errors);
+    }
     Some(Model {
-        func,
-        template,
+        body: func.body.take()?,
+        template: args.template.clone()?,
         segments: segments?,
-        options,
-        locker: args.locker,
-        krate: args
-            .krate
-            .unwrap_or_else(|| syn::parse_quote!(::lock_runtime)),
+        krate: args.krate.as_ref().map_or_else(
+            || syn::parse_quote!(::lock_runtime),
+            |krate| krate.value.clone(),
+        ),
+        func,
+        args,
     })
 }
 
@@ -77,11 +70,12 @@ fn check_signature(func: &LockFn, errors: &mut Errors) {
             "#[distributed_lock] does not support variadic functions",
         );
     }
-    if sig.asyncness.is_none() {
+    if func.body.is_none() {
         errors.at(
             sig.fn_token.span(),
-            "#[distributed_lock] goes on an `async fn`: write `async fn`. \
-             If another attribute such as #[tokio::test] is above this one, put #[distributed_lock] first",
+            "#[distributed_lock] goes on an `async fn` (also one in an `#[async_trait]` impl): \
+             write `async fn`. If another attribute such as #[tokio::test] is above this one, \
+             put #[distributed_lock] first",
         );
     }
 }
@@ -98,68 +92,56 @@ fn check_template(template: &LitStr, func: &LockFn, errors: &mut Errors) -> Opti
     };
     let mut ok = true;
     for segment in &segments {
-        let Segment::Value(placeholder) = segment else {
-            continue;
-        };
-        if placeholder.root == "self" && !placeholder.raw_root {
-            if !func.has_receiver {
-                ok = false;
-                errors.at(
-                    span,
-                    format!(
-                        "`{}` uses `self`, but `{}` has no `self` receiver; name one of its arguments instead",
-                        placeholder.source, func.item.sig.ident
-                    ),
-                );
-            }
-            continue;
+        if let Segment::Value(placeholder) = segment
+            && let Err(problem) = check_placeholder(placeholder, func)
+        {
+            ok = false;
+            errors.at(span, problem);
         }
-        let known = func
-            .bindings
-            .iter()
-            .any(|binding| syn::ext::IdentExt::unraw(&binding.ident) == placeholder.root);
-        if known {
-            continue;
-        }
-        ok = false;
-        let names: Vec<String> = func
-            .bindings
-            .iter()
-            .map(|binding| syn::ext::IdentExt::unraw(&binding.ident).to_string())
-            .chain(func.has_receiver.then(|| "self".to_owned()))
-            .collect();
-        let hint = names
-            .iter()
-            .map(|name| (strsim::levenshtein(&placeholder.root, name), name))
-            .min()
-            .filter(|(distance, name)| *distance <= 2.max(name.len() / 3))
-            .map(|(_, name)| format!("; did you mean `{name}`?"))
-            .unwrap_or_default();
-        let available = if names.is_empty() {
-            "the function has no arguments".to_owned()
-        } else {
-            format!(
-                "its arguments are {}",
-                names
-                    .iter()
-                    .map(|name| format!("`{name}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        errors.at(
-            span,
-            format!(
-                "`{}` names no argument of `{}`{hint} ({available})",
-                placeholder.source, func.item.sig.ident
-            ),
-        );
     }
     ok.then_some(segments)
 }
 
-fn check_options(args: &Args, func: &LockFn, errors: &mut Errors) -> Options {
-    let ttl = args.timeout.as_ref().map(|timeout| timeout.value);
+fn check_placeholder(placeholder: &Placeholder, func: &LockFn) -> Result<(), String> {
+    let function = &func.item.sig.ident;
+    let source = &placeholder.source;
+    if placeholder.root == "self" {
+        return match func.has_receiver {
+            true => Ok(()),
+            false => Err(format!(
+                "`{source}` uses `self`, but `{function}` has no `self` receiver; name one of its arguments instead"
+            )),
+        };
+    }
+    let names: Vec<String> = func
+        .bindings
+        .iter()
+        .map(|binding| binding.ident.unraw().to_string())
+        .chain(func.has_receiver.then(|| "self".to_owned()))
+        .collect();
+    if names.contains(&placeholder.root) {
+        return Ok(());
+    }
+    let hint = names
+        .iter()
+        .map(|name| (strsim::levenshtein(&placeholder.root, name), name))
+        .min()
+        .filter(|(distance, name)| *distance <= 2.max(name.len() / 3))
+        .map(|(_, name)| format!("; did you mean `{name}`?"))
+        .unwrap_or_default();
+    let available = if names.is_empty() {
+        "the function has no arguments".to_owned()
+    } else {
+        let names: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+        format!("its arguments are {}", names.join(", "))
+    };
+    Err(format!(
+        "`{source}` names no argument of `{function}`{hint} ({available})"
+    ))
+}
+
+/// Rules across options, known at compile time.
+fn check_options(args: &Args, errors: &mut Errors) {
     if let (Some(timeout), Some(renew)) = (&args.timeout, &args.auto_renew)
         && let Some(every) = renew.value.filter(|every| *every >= timeout.value)
     {
@@ -172,20 +154,17 @@ fn check_options(args: &Args, func: &LockFn, errors: &mut Errors) -> Options {
             ),
         );
     }
-    if let (Some(min_hold), None) = (&args.min_hold, &args.auto_renew) {
-        let ttl_text = ttl.map_or("the default timeout of 30s".to_owned(), |ttl| {
-            format!("`timeout = {ttl:?}`")
-        });
-        if min_hold.value > ttl.unwrap_or(Duration::from_secs(30)) {
-            errors.at(
-                min_hold.span,
-                format!(
-                    "`min_hold = {:?}` is longer than {ttl_text}: the lock would expire first; \
-                     raise `timeout` or add `auto_renew`",
-                    min_hold.value
-                ),
-            );
-        }
+    if let (Some(timeout), Some(min_hold), None) = (&args.timeout, &args.min_hold, &args.auto_renew)
+        && min_hold.value > timeout.value
+    {
+        errors.at(
+            min_hold.span,
+            format!(
+                "`min_hold = {:?}` is longer than `timeout = {:?}`: the lock would expire first; \
+                 raise `timeout` or add `auto_renew`",
+                min_hold.value, timeout.value
+            ),
+        );
     }
     if let (Some(delay), None) = (&args.retry_delay, &args.retry) {
         errors.at(
@@ -201,36 +180,40 @@ fn check_options(args: &Args, func: &LockFn, errors: &mut Errors) -> Options {
         error.combine(syn::Error::new(wait.span, "`wait` given here"));
         errors.push(error);
     }
-    if func.returns == Returns::Other && args.skip.is_none() {
-        let span = match &func.item.sig.output {
-            syn::ReturnType::Type(_, ty) => ty.span(),
-            syn::ReturnType::Default => func.item.sig.ident.span(),
-        };
-        errors.at(
-            span,
-            "a #[distributed_lock] function must return `Result<T, E>` with `E: From<lock_runtime::LockError>`, \
-             so that a held lock or a Redis failure can be returned as an error; \
-             or add `skip` to return `Default::default()` without running the body when another instance holds the lock",
-        );
+}
+
+/// With `escape`, a value keeps ASCII letters, digits, `-`, `.`, `_` and `~`, and `%`
+/// starts its escapes: text between two placeholders separates them only if it starts
+/// with another character.
+fn check_escaped_separators(
+    segments: &[Segment],
+    args: &Args,
+    template: &LitStr,
+    errors: &mut Errors,
+) {
+    if args.escape.is_none() {
+        return;
     }
-    Options {
-        ttl,
-        wait: args.wait.as_ref().map(|wait| wait.value),
-        retry: args.retry.as_ref().map(|retry| {
-            (
-                retry.value,
-                args.retry_delay
-                    .as_ref()
-                    .map_or(DEFAULT_RETRY_DELAY, |delay| delay.value),
-            )
-        }),
-        renew: args.auto_renew.as_ref().map(|renew| renew.value),
-        fencing: args.fencing.is_some(),
-        skip: args.skip.is_some(),
-        min_hold: args.min_hold.as_ref().map(|min_hold| min_hold.value),
-        abort_on_lost: args
-            .on_lost
-            .as_ref()
-            .is_some_and(|policy| policy.value == OnLost::Abort),
+    for window in segments.windows(3) {
+        if let [
+            Segment::Value(before),
+            Segment::Text(text),
+            Segment::Value(after),
+        ] = window
+            && let Some(first) = text
+                .chars()
+                .next()
+                .filter(|c| c.is_ascii_alphanumeric() || "-._~%".contains(*c))
+        {
+            errors.at(
+                template.span(),
+                format!(
+                    "with `escape`, values keep ASCII letters, digits, `-`, `.`, `_` and `~` (and `%` \
+                     starts an escape), so the `{first}` after `{}` does not separate it from `{}`; \
+                     start the separator with another character, e.g. `{}:{text}{}`",
+                    before.source, after.source, before.source, after.source
+                ),
+            );
+        }
     }
 }

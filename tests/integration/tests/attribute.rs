@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use lock_runtime::{LockError, Locker, distributed_lock};
+use lock_runtime::{LockError, Locker, OnLost, distributed_lock};
 use lock_tests_integration::{Counter, Fixture, raw_connection, until_free};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_lock-worker");
@@ -407,4 +407,132 @@ async fn runtime_error_paths_are_typed() {
         named(&unreachable, "x").await,
         Err(AppError::Lock(LockError::Connect { .. }))
     ));
+}
+
+#[distributed_lock("renew:<name>", auto_renew = 60, locker = locker)]
+async fn renews_every_minute(locker: &Locker, name: &str) -> Result<(), AppError> {
+    Ok(())
+}
+
+#[distributed_lock("hold:<name>", min_hold = "5m", skip, locker = locker)]
+async fn holds_five_minutes(locker: &Locker, name: &str) -> Option<u32> {
+    Some(1)
+}
+
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Err(std::fmt::Error)
+    }
+}
+
+#[distributed_lock("print:<value>", locker = locker)]
+async fn unprintable(locker: &Locker, value: Unprintable) -> Result<(), AppError> {
+    Ok(())
+}
+
+fn attributed_config_error(result: Result<(), AppError>, function: &str) -> String {
+    match result {
+        Err(AppError::Lock(LockError::Config(message))) => {
+            let prefix = format!("#[distributed_lock] on `{function}`: ");
+            assert!(message.starts_with(&prefix), "{message}");
+            message
+        }
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_time_config_errors_name_the_attribute_and_function() {
+    let fx = Fixture::redis();
+    // The locker's default TTL (30 s) is below `auto_renew = 60`: refused on every call.
+    let message = attributed_config_error(
+        renews_every_minute(&fx.locker, "a").await,
+        "renews_every_minute",
+    );
+    assert!(message.contains("renew interval"), "{message}");
+    // A `Display` that fails is an error, not a name every such value would share.
+    let message =
+        attributed_config_error(unprintable(&fx.locker, Unprintable).await, "unprintable");
+    assert!(message.contains("`<value>`"), "{message}");
+    // `min_hold` beyond the default TTL: a plain `skip` function logs it and skips.
+    assert_eq!(holds_five_minutes(&fx.locker, "a").await, None);
+    assert!(!fx.locker.is_locked("hold:a").await.unwrap());
+    // With a default TTL of ten minutes, both are fine: the rule is the locker's.
+    let long = Locker::builder()
+        .ttl(Duration::from_secs(600))
+        .redis(&fx.url())
+        .unwrap();
+    renews_every_minute(&long, "b").await.unwrap();
+    assert_eq!(holds_five_minutes(&long, "b").await, Some(1));
+}
+
+#[distributed_lock("alike:<name>", wait = "200ms", min_hold = "2s", locker = locker)]
+async fn alike_attribute(locker: &Locker, name: &str) -> Result<u32, AppError> {
+    Ok(1)
+}
+
+async fn alike_by_hand(locker: &Locker, name: &str) -> Result<u32, AppError> {
+    Ok(locker
+        .lock(format!("alike:{name}"))
+        .wait(Duration::from_millis(200))
+        .min_hold(Duration::from_secs(2))
+        .run(|_| async { 1 })
+        .await?)
+}
+
+#[distributed_lock("alike:<name>", skip, on_lost = abort, locker = locker)]
+async fn alike_skip_attribute(locker: &Locker, name: &str) -> Result<u32, AppError> {
+    Ok(1)
+}
+
+async fn alike_skip_by_hand(locker: &Locker, name: &str) -> Result<u32, AppError> {
+    let run = locker
+        .lock(format!("alike:{name}"))
+        .on_lost(OnLost::Abort)
+        .run(|_| async { 1 })
+        .await;
+    match run {
+        Err(error) if error.is_contention() => Ok(u32::default()),
+        other => Ok(other?),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_written_requests_and_the_attribute_behave_alike() {
+    let fx = Fixture::redis();
+    let locker = &fx.locker;
+    let [attribute, by_hand] = [
+        alike_attribute(locker, "attribute").await.unwrap(),
+        alike_by_hand(locker, "by-hand").await.unwrap(),
+    ];
+    assert_eq!(attribute, by_hand);
+    // Both keep the key for the rest of `min_hold`.
+    for name in ["alike:attribute", "alike:by-hand"] {
+        let left = locker
+            .remaining(name)
+            .await
+            .unwrap()
+            .expect("the key was deleted");
+        assert!(left <= Duration::from_secs(2), "{name}: {left:?}");
+    }
+    // Held elsewhere: the same contention error after the same wait, and `skip` skips.
+    let other = fx.another_locker();
+    let _held = [
+        other.lock("alike:a").acquire().await.unwrap(),
+        other.lock("alike:h").acquire().await.unwrap(),
+    ];
+    match (
+        alike_attribute(locker, "a").await,
+        alike_by_hand(locker, "h").await,
+    ) {
+        (
+            Err(AppError::Lock(LockError::WaitTimeout { name: a, .. })),
+            Err(AppError::Lock(LockError::WaitTimeout { name: h, .. })),
+        ) => assert_eq!((a.as_str(), h.as_str()), ("alike:a", "alike:h")),
+        other => panic!("expected two WaitTimeouts, got {other:?}"),
+    }
+    assert_eq!(alike_skip_attribute(locker, "a").await.unwrap(), 0);
+    assert_eq!(alike_skip_by_hand(locker, "h").await.unwrap(), 0);
 }

@@ -1,6 +1,6 @@
 //! Support for the integration tests: fixtures that run a behaviour against a private
-//! `redis-server` or the memory backend, and a non-atomic counter to detect overlapping
-//! critical sections.
+//! `redis-server`, a private Redis Cluster or the memory backend, and a non-atomic counter
+//! to detect overlapping critical sections.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,15 +8,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lock_runtime::Locker;
-use lock_runtime::testing::RedisServer;
+use lock_runtime::testing::{RedisCluster, RedisServer};
 
 /// A locker on a fresh backend; keeps its `redis-server` (if any) alive and prints its log
 /// when the test panics.
 pub struct Fixture {
     /// The locker under test.
     pub locker: Locker,
-    /// The private server behind it (`None` for the memory backend).
+    /// The private server behind it (`None` for the memory backend and a cluster).
     pub server: Option<RedisServer>,
+    /// The private cluster behind it, for the cluster backend.
+    pub cluster: Option<RedisCluster>,
 }
 
 impl Fixture {
@@ -27,6 +29,18 @@ impl Fixture {
         Self {
             locker,
             server: Some(server),
+            cluster: None,
+        }
+    }
+
+    /// A locker on a new private Redis Cluster (3 masters, 3 replicas).
+    pub fn cluster() -> Self {
+        let cluster = RedisCluster::start().expect("start a redis cluster");
+        let locker = Locker::cluster(cluster.urls()).expect("locker");
+        Self {
+            locker,
+            server: None,
+            cluster: Some(cluster),
         }
     }
 
@@ -35,36 +49,45 @@ impl Fixture {
         Self {
             locker: Locker::memory(),
             server: None,
+            cluster: None,
         }
     }
 
     /// A second, independent client of the same store (another "instance": its own
     /// connections). The memory backend has one store per locker, so it returns a clone.
     pub fn another_locker(&self) -> Locker {
-        match &self.server {
-            Some(server) => Locker::redis(&server.url()).expect("locker"),
-            None => self.locker.clone(),
+        match (&self.server, &self.cluster) {
+            (Some(server), _) => Locker::redis(&server.url()).expect("locker"),
+            (None, Some(cluster)) => Locker::cluster(cluster.urls()).expect("locker"),
+            (None, None) => self.locker.clone(),
         }
     }
 
-    /// The server's URL (panics for the memory backend).
+    /// The server's URL (panics unless the fixture is one server).
     pub fn url(&self) -> String {
         self.server.as_ref().expect("a Redis fixture").url()
     }
 
     /// A shared counter in the same store, for mutual-exclusion checks.
     pub async fn counter(&self, name: &str) -> Counter {
-        match &self.server {
-            Some(server) => Counter::redis(&server.url(), name).await,
-            None => Counter::Memory(Arc::new(AtomicU64::new(0))),
+        match (&self.server, &self.cluster) {
+            (Some(server), _) => Counter::redis(&server.url(), name).await,
+            (None, Some(cluster)) => Counter::cluster(&cluster.urls(), name).await,
+            (None, None) => Counter::Memory(Arc::new(AtomicU64::new(0))),
         }
     }
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if let (true, Some(server)) = (std::thread::panicking(), &self.server) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some(server) = &self.server {
             eprintln!("--- redis-server log ---\n{}", server.log());
+        }
+        if let Some(cluster) = &self.cluster {
+            eprintln!("--- redis cluster logs ---\n{}", cluster.logs());
         }
     }
 }
@@ -75,6 +98,8 @@ impl Drop for Fixture {
 pub enum Counter {
     /// `GET` then `SET` on a Redis key, over its own connection.
     Redis(redis::aio::MultiplexedConnection, String),
+    /// The same on a Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection, String),
     /// A load then a store.
     Memory(Arc<AtomicU64>),
 }
@@ -90,19 +115,21 @@ impl Counter {
         Self::Redis(connection, key.to_owned())
     }
 
+    /// A counter at `key` on the cluster reached through `urls`, starting at 0.
+    pub async fn cluster(urls: &[String], key: &str) -> Self {
+        let client = redis::cluster::ClusterClient::new(urls.to_vec()).expect("cluster client");
+        let connection = client
+            .get_async_connection()
+            .await
+            .expect("counter connection");
+        Self::Cluster(connection, key.to_owned())
+    }
+
     /// Reads, yields to other tasks, writes the value plus one.
     pub async fn unsafe_increment(&mut self) {
         match self {
-            Self::Redis(connection, key) => {
-                let read = read(connection, key).await;
-                tokio::task::yield_now().await;
-                let () = redis::cmd("SET")
-                    .arg(&*key)
-                    .arg(read + 1)
-                    .query_async(connection)
-                    .await
-                    .expect("SET");
-            }
+            Self::Redis(connection, key) => increment(connection, key).await,
+            Self::Cluster(connection, key) => increment(connection, key).await,
             Self::Memory(value) => {
                 let read = value.load(Ordering::SeqCst);
                 tokio::task::yield_now().await;
@@ -115,12 +142,24 @@ impl Counter {
     pub async fn get(&mut self) -> u64 {
         match self {
             Self::Redis(connection, key) => read(connection, key).await,
+            Self::Cluster(connection, key) => read(connection, key).await,
             Self::Memory(value) => value.load(Ordering::SeqCst),
         }
     }
 }
 
-async fn read(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+async fn increment(connection: &mut impl redis::aio::ConnectionLike, key: &str) {
+    let read = read(connection, key).await;
+    tokio::task::yield_now().await;
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(read + 1)
+        .query_async(connection)
+        .await
+        .expect("SET");
+}
+
+async fn read(connection: &mut impl redis::aio::ConnectionLike, key: &str) -> u64 {
     let value: Option<u64> = redis::cmd("GET")
         .arg(key)
         .query_async(connection)

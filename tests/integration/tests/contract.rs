@@ -1,5 +1,5 @@
-//! One contract, two backends: every behaviour here runs against a private
-//! `redis-server` and against the memory backend.
+//! One contract, three backends: every behaviour here runs against a private
+//! `redis-server`, a private Redis Cluster (3 masters, 3 replicas) and the memory backend.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +14,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(lock_tests_integration::Fixture::redis()).await;
+                }
+            )*
+        }
+        mod on_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(lock_tests_integration::Fixture::cluster()).await;
                 }
             )*
         }

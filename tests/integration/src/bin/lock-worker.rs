@@ -12,6 +12,10 @@
 //! `<counter-url>`. A section whose lock turns out lost at release still counts (and is
 //! reported on stderr): the counter then shows whether exclusion held for it anyway.
 //!
+//! `lock-worker cluster-count <locks> <sections>`: runs `<sections>` critical sections on
+//! a Redis Cluster from `Locker::from_env()` (`REDIS_CLUSTER_URLS`), round robin over the
+//! comma-separated `<locks>`; each lock `L` guards the counter `counter:{L}` (in its slot).
+//!
 //! `lock-worker hold <url> <lock> <ttl-ms>`: acquires the lock, prints `ACQUIRED`, and
 //! sleeps until killed.
 //!
@@ -86,6 +90,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Ok(false) => eprintln!("lock reported lost during a critical section"),
                     // Servers are being killed: the keys expire with their TTL.
                     Err(error) => eprintln!("release failed: {error}"),
+                }
+            }
+            Ok(())
+        }
+        ["cluster-count", locks, sections] => {
+            let locker = Locker::from_env()?;
+            let urls: Vec<String> = std::env::var("REDIS_CLUSTER_URLS")?
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            let locks: Vec<&str> = locks.split(',').collect();
+            let mut counters = Vec::new();
+            for lock in &locks {
+                counters.push(Counter::cluster(&urls, &format!("counter:{{{lock}}}")).await);
+            }
+            for section in 0..sections.parse::<usize>()? {
+                let index = section % locks.len();
+                let guard = locker
+                    .lock(locks[index])
+                    .wait(Duration::from_secs(60))
+                    .acquire()
+                    .await?;
+                counters[index].unsafe_increment().await;
+                if !guard.release().await? {
+                    return Err("lock lost during a critical section".into());
                 }
             }
             Ok(())

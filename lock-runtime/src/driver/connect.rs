@@ -15,7 +15,7 @@ use super::push::Dispatch;
 #[derive(Debug, Clone)]
 pub(super) enum Connector {
     /// One server (RESP3: notifications share the command connection).
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     /// A Redis Cluster, through any of these nodes.
     Cluster(Vec<ConnectionInfo>),
 }

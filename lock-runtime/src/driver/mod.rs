@@ -123,7 +123,7 @@ impl Server {
     /// One server, reached through `client` (RESP3). Does not connect.
     pub(crate) fn single(client: redis::Client, timeouts: Timeouts) -> Self {
         let address = client.get_connection_info().addr().to_string();
-        Self::new(Connector::Single(client), address, timeouts)
+        Self::new(Connector::Single(Box::new(client)), address, timeouts)
     }
 
     /// A Redis Cluster, reached through any of `nodes`. Does not connect.

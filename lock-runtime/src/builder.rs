@@ -1,53 +1,15 @@
-//! [`LockerBuilder`]: a locker's settings, where they come from (code, the environment,
-//! or both), and the constructors that check them and build the backend.
+//! [`LockerBuilder`]: a locker's settings from code, the environment or both, and the
+//! constructors that check them, parse the URLs and build the backend.
 
 use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::redis::{RedisBackend, Timeouts};
+use crate::backend::redis::RedisBackend;
 use crate::backend::redlock::Redlock;
 use crate::driver::tuned;
-use crate::{LockError, Locker, key, millis};
-
-/// The default `REDIS_URL` of [`Locker::from_env`].
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// The default key prefix.
-pub const DEFAULT_PREFIX: &str = "lock:";
-
-/// A locker's settings, as checked by the builder.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) prefix: String,
-    pub(crate) ttl: Duration,
-    pub(crate) wait: Duration,
-    pub(crate) poll_interval: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) command_timeout: Duration,
-    pub(crate) server_timeout: Option<Duration>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            prefix: DEFAULT_PREFIX.to_owned(),
-            ttl: Duration::from_secs(30),
-            wait: Duration::ZERO,
-            poll_interval: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            command_timeout: Duration::from_secs(2),
-            server_timeout: None,
-        }
-    }
-}
-
-/// Where [`LockerBuilder::build`] puts the locks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Redis(String),
-    Redlock(Vec<String>),
-    Cluster(Vec<String>),
-}
+use crate::settings::{Settings, Target};
+use crate::{LockError, Locker};
 
 /// Settings of a [`Locker`]: key prefix, request defaults and Redis timeouts; then a
 /// constructor ([`redis`](Self::redis), [`redlock`](Self::redlock),
@@ -66,40 +28,11 @@ enum Target {
 /// assert_eq!(locker.prefix(), "shop:lock:");
 /// # Ok::<(), lock_runtime::LockError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LockerBuilder {
     settings: Settings,
     target: Target,
 }
-
-impl Default for LockerBuilder {
-    fn default() -> Self {
-        Self {
-            settings: Settings::default(),
-            target: Target::Redis(DEFAULT_REDIS_URL.to_owned()),
-        }
-    }
-}
-
-type SetDuration = fn(&mut Settings, Duration);
-
-/// The duration variables [`LockerBuilder::from_env`] reads, with what they set.
-const ENV_DURATIONS: [(&str, SetDuration); 6] = [
-    ("LOCK_TTL", |settings, value| settings.ttl = value),
-    ("LOCK_WAIT", |settings, value| settings.wait = value),
-    ("LOCK_POLL_INTERVAL", |settings, value| {
-        settings.poll_interval = value
-    }),
-    ("LOCK_CONNECT_TIMEOUT", |settings, value| {
-        settings.connect_timeout = value
-    }),
-    ("LOCK_COMMAND_TIMEOUT", |settings, value| {
-        settings.command_timeout = value
-    }),
-    ("LOCK_SERVER_TIMEOUT", |settings, value| {
-        settings.server_timeout = Some(value)
-    }),
-];
 
 impl LockerBuilder {
     /// The settings and target from the environment, so that code can change some of
@@ -134,42 +67,9 @@ impl LockerBuilder {
     /// # let _ = locker; Ok(()) }
     /// ```
     pub fn from_env() -> Result<Self, LockError> {
-        Self::from_vars(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
-    }
-
-    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, LockError> {
-        let mut builder = Self::default();
-        if let Some(prefix) = var("LOCK_PREFIX") {
-            builder.settings.prefix = prefix;
-        }
-        for (name, set) in ENV_DURATIONS {
-            if let Some(value) = var(name) {
-                let duration = parse_duration(&value).ok_or_else(|| {
-                    LockError::Config(format!(
-                        "{name}={value:?} is not a duration; write e.g. `250ms`, `30s`, `2m` or plain seconds"
-                    ))
-                })?;
-                set(&mut builder.settings, duration);
-            }
-        }
-        let list = |name: &str| -> Vec<String> {
-            var(name)
-                .iter()
-                .flat_map(|urls| urls.split(','))
-                .map(str::trim)
-                .filter(|url| !url.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let (cluster, redlock) = (list("REDIS_CLUSTER_URLS"), list("REDIS_URLS"));
-        builder.target = if !cluster.is_empty() {
-            Target::Cluster(cluster)
-        } else if !redlock.is_empty() {
-            Target::Redlock(redlock)
-        } else {
-            Target::Redis(var("REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()))
-        };
-        Ok(builder)
+        let (settings, target) =
+            crate::env::read(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))?;
+        Ok(Self { settings, target })
     }
 
     /// Prepended to every lock name to form its Redis key (default `lock:`). May not
@@ -235,20 +135,20 @@ impl LockerBuilder {
     /// with commands, and sets `TCP_NODELAY`: lock commands are small request/response
     /// exchanges that Nagle's algorithm would only delay.
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
-        let settings = self.check()?;
+        let settings = self.settings.check()?;
         let client = client_for(url)?;
-        let backend = RedisBackend::single(client, timeouts(&settings));
+        let backend = RedisBackend::single(client, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
     /// A locker on the server of `client` (its URL's settings are used as they are, with
     /// RESP3).
     pub fn client(self, client: redis::Client) -> Result<Locker, LockError> {
-        let settings = self.check()?;
+        let settings = self.settings.check()?;
         let info = client.get_connection_info().clone();
         let client = open(tuned(info))
             .map_err(|error| LockError::Config(format!("this client cannot be used ({error})")))?;
-        let backend = RedisBackend::single(client, timeouts(&settings));
+        let backend = RedisBackend::single(client, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
@@ -283,12 +183,12 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = self.check()?;
+        let settings = self.settings.check()?;
         let clients = urls
             .into_iter()
             .map(|url| client_for(url.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let backend = Redlock::new(clients, settings.server_timeout, timeouts(&settings))?;
+        let backend = Redlock::new(clients, settings.server_timeout, settings.timeouts())?;
         Ok(Locker::new(Backend::Redlock(backend), settings))
     }
 
@@ -319,7 +219,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = self.check()?;
+        let settings = self.settings.check()?;
         let nodes = urls
             .into_iter()
             .map(|url| connection_info(url.as_ref()))
@@ -329,77 +229,17 @@ impl LockerBuilder {
                 "a Redis Cluster needs the URL of at least one of its nodes".into(),
             ));
         }
-        let backend = RedisBackend::cluster(nodes, timeouts(&settings));
+        let backend = RedisBackend::cluster(nodes, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
     /// A locker in this process's memory; see [`Locker::memory`].
     pub fn memory(self) -> Result<Locker, LockError> {
-        let settings = self.check()?;
+        let settings = self.settings.check()?;
         Ok(Locker::new(
             Backend::Memory(MemoryBackend::default()),
             settings,
         ))
-    }
-
-    /// Checks every setting where it enters.
-    fn check(self) -> Result<Settings, LockError> {
-        let settings = self.settings;
-        key::check_prefix(&settings.prefix)?;
-        let one_ms = Duration::from_millis(1);
-        let bounds = [
-            ("the default TTL", settings.ttl, one_ms, millis::MAX),
-            (
-                "the default wait",
-                settings.wait,
-                Duration::ZERO,
-                millis::MAX,
-            ),
-            (
-                "the poll interval",
-                settings.poll_interval,
-                one_ms,
-                MAX_POLL_INTERVAL,
-            ),
-            (
-                "the connect timeout",
-                settings.connect_timeout,
-                one_ms,
-                MAX_TIMEOUT,
-            ),
-            (
-                "the command timeout",
-                settings.command_timeout,
-                one_ms,
-                MAX_TIMEOUT,
-            ),
-        ];
-        for (what, value, min, max) in bounds {
-            millis::check(what, value, min).map_err(LockError::Config)?;
-            if value > max {
-                return Err(LockError::Config(format!(
-                    "{what} {value:?} is too long; use at most {max:?}"
-                )));
-            }
-        }
-        if let Some(timeout) = settings.server_timeout {
-            millis::check("the Redlock server timeout", timeout, one_ms)
-                .map_err(LockError::Config)?;
-        }
-        Ok(settings)
-    }
-}
-
-/// The longest poll interval: a missed notification costs at most this.
-const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// The longest connect or command timeout.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
-fn timeouts(settings: &Settings) -> Timeouts {
-    Timeouts {
-        connect: settings.connect_timeout,
-        command: settings.command_timeout,
     }
 }
 
@@ -437,24 +277,6 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// `250ms`, `30s`, `1.5s`, `2m`, `1h`, or plain (possibly fractional) seconds.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,51 +312,5 @@ mod tests {
             .memory()
             .unwrap_err();
         assert!(err.to_string().contains("server timeout"), "{err}");
-    }
-
-    #[test]
-    fn durations_parse_like_the_attribute() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration(" 1h "), Some(Duration::from_secs(3600)));
-        for bad in ["", "s", "1x", "-1s", "1e400", "ten"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_environment_composes_with_code() {
-        let vars = |name: &str| -> Option<String> {
-            match name {
-                "REDIS_URLS" => Some("redis://a:1, redis://b:2,,redis://c:3".into()),
-                "LOCK_PREFIX" => Some("shop:".into()),
-                "LOCK_COMMAND_TIMEOUT" => Some("500ms".into()),
-                "LOCK_POLL_INTERVAL" => Some("2".into()),
-                _ => None,
-            }
-        };
-        let builder = LockerBuilder::from_vars(vars).unwrap();
-        assert_eq!(
-            builder.target,
-            Target::Redlock(vec![
-                "redis://a:1".into(),
-                "redis://b:2".into(),
-                "redis://c:3".into()
-            ])
-        );
-        assert_eq!(builder.settings.prefix, "shop:");
-        assert_eq!(builder.settings.command_timeout, Duration::from_millis(500));
-        assert_eq!(builder.settings.poll_interval, Duration::from_secs(2));
-        let builder = builder.command_timeout(Duration::from_secs(1));
-        assert_eq!(builder.settings.command_timeout, Duration::from_secs(1));
-
-        let bad = LockerBuilder::from_vars(|name| (name == "LOCK_TTL").then(|| "soon".into()));
-        let err = bad.unwrap_err().to_string();
-        assert!(err.contains("LOCK_TTL") && err.contains("soon"), "{err}");
-        let plain = LockerBuilder::from_vars(|_| None).unwrap();
-        assert_eq!(plain.target, Target::Redis(DEFAULT_REDIS_URL.into()));
     }
 }

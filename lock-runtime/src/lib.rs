@@ -50,6 +50,7 @@ mod backend;
 mod builder;
 mod current;
 mod driver;
+mod env;
 mod error;
 mod global;
 mod guard;
@@ -63,6 +64,7 @@ mod renew;
 mod request;
 mod runtime;
 mod scripts;
+mod settings;
 mod token;
 mod wait;
 
@@ -77,10 +79,11 @@ pub mod __private;
 pub use lock_macros::distributed_lock;
 
 pub use backend::ReleaseReport;
-pub use builder::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, LockerBuilder};
+pub use builder::LockerBuilder;
 pub use current::current;
 pub use error::{LockError, ServerFailure};
 pub use global::{default_locker, set_default};
 pub use guard::{LockGuard, LockHandle};
 pub use locker::Locker;
 pub use request::{LockRequest, OnLost};
+pub use settings::{DEFAULT_PREFIX, DEFAULT_REDIS_URL};

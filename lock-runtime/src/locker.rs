@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{Backend, Remaining};
-use crate::builder::Settings;
 use crate::key::LockKeys;
 use crate::renew::Renewer;
+use crate::settings::Settings;
 use crate::{LockError, LockRequest, LockerBuilder};
 
 /// A handle to where locks live (a Redis server, or memory) plus defaults for requests.

@@ -5,6 +5,7 @@
 
 pub(crate) mod memory;
 mod ops;
+mod quorum;
 pub(crate) mod redis;
 pub(crate) mod redlock;
 

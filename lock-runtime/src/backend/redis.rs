@@ -106,7 +106,13 @@ impl RedisBackend {
         spec: &QueueSpec,
         listener: &Listener,
     ) -> Result<Attempt, LockError> {
-        let invocation = queue::acquire_queued(request, spec, &listener.inbox);
+        let Request {
+            keys,
+            token,
+            ttl,
+            fencing,
+        } = request;
+        let invocation = queue::acquire_queued(keys, token, (ttl, fencing), spec, &listener.inbox);
         let name = request.keys.lock_name();
         let reply: Vec<i64> = self.server.eval(&invocation, name).await?;
         attempt(&reply, request.fencing, request.keys)

@@ -146,16 +146,12 @@ pub(crate) fn trust_handoff(
 
 /// The invocation of a queued attempt; its reply is parsed by [`attempt_reply`].
 pub(crate) fn acquire_queued(
-    request: crate::backend::Request<'_>,
+    keys: &LockKeys,
+    token: &str,
+    (ttl, fencing): (Duration, bool),
     spec: &QueueSpec,
     inbox: &Inbox,
 ) -> redis::ScriptInvocation<'static> {
-    let crate::backend::Request {
-        keys,
-        token,
-        ttl,
-        fencing,
-    } = request;
     let mut invocation = ACQUIRE_QUEUED.key(keys.key());
     invocation
         .key(keys.fence())

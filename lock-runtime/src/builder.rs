@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::redlock::Redlock;
+use crate::driver::Tls;
 use crate::driver::tuned;
 use crate::settings::{Settings, Target};
 use crate::{LockError, Locker};
@@ -32,6 +33,7 @@ use crate::{LockError, Locker};
 pub struct LockerBuilder {
     settings: Settings,
     target: Target,
+    tls: Tls,
 }
 
 impl LockerBuilder {
@@ -69,7 +71,11 @@ impl LockerBuilder {
     pub fn from_env() -> Result<Self, LockError> {
         let (settings, target) =
             crate::env::read(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))?;
-        Ok(Self { settings, target })
+        Ok(Self {
+            settings,
+            target,
+            tls: Tls::default(),
+        })
     }
 
     /// Prepended to every lock name to form its Redis key (default `lock:`). May not
@@ -119,6 +125,24 @@ impl LockerBuilder {
         self
     }
 
+    /// Certificates for `rediss://` URLs: a CA to trust (`root_cert`, PEM) instead of the
+    /// operating system's roots, and a client certificate for mutual TLS (`client_tls`).
+    ///
+    /// ```
+    /// # #[cfg(feature = "tls-rustls")] fn main() -> Result<(), lock_runtime::LockError> {
+    /// let ca = b"-----BEGIN CERTIFICATE-----\n...".to_vec(); // your CA's PEM
+    /// let locker = lock_runtime::Locker::builder()
+    ///     .tls_certificates(lock_runtime::redis::TlsCertificates { client_tls: None, root_cert: Some(ca) })
+    ///     .redis("rediss://cache.internal:6380")?;
+    /// # let _ = locker; Ok(()) }
+    /// # #[cfg(not(feature = "tls-rustls"))] fn main() {}
+    /// ```
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    pub fn tls_certificates(mut self, certificates: redis::TlsCertificates) -> Self {
+        self.tls.certificates = Some(certificates);
+        self
+    }
+
     /// A locker on the target of [`from_env`](Self::from_env) (by default the Redis
     /// server at `redis://127.0.0.1:6379`).
     pub fn build(self) -> Result<Locker, LockError> {
@@ -136,8 +160,8 @@ impl LockerBuilder {
     /// exchanges that Nagle's algorithm would only delay.
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
         let settings = self.settings.check()?;
-        let client = client_for(url)?;
-        let backend = RedisBackend::single(client, settings.timeouts());
+        let client = crate::url::client(url, &self.tls)?;
+        let backend = RedisBackend::single(client, &settings.prefix, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
@@ -146,9 +170,9 @@ impl LockerBuilder {
     pub fn client(self, client: redis::Client) -> Result<Locker, LockError> {
         let settings = self.settings.check()?;
         let info = client.get_connection_info().clone();
-        let client = open(tuned(info))
+        let client = crate::url::from_info(tuned(info), &self.tls)
             .map_err(|error| LockError::Config(format!("this client cannot be used ({error})")))?;
-        let backend = RedisBackend::single(client, settings.timeouts());
+        let backend = RedisBackend::single(client, &settings.prefix, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
@@ -186,9 +210,14 @@ impl LockerBuilder {
         let settings = self.settings.check()?;
         let clients = urls
             .into_iter()
-            .map(|url| client_for(url.as_ref()))
+            .map(|url| crate::url::client(url.as_ref(), &self.tls))
             .collect::<Result<Vec<_>, _>>()?;
-        let backend = Redlock::new(clients, settings.server_timeout, settings.timeouts())?;
+        let backend = Redlock::new(
+            clients,
+            &settings.prefix,
+            settings.server_timeout,
+            settings.timeouts(),
+        )?;
         Ok(Locker::new(Backend::Redlock(backend), settings))
     }
 
@@ -222,14 +251,19 @@ impl LockerBuilder {
         let settings = self.settings.check()?;
         let nodes = urls
             .into_iter()
-            .map(|url| connection_info(url.as_ref()))
+            .map(|url| crate::url::connection_info(url.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         if nodes.is_empty() {
             return Err(LockError::Config(
                 "a Redis Cluster needs the URL of at least one of its nodes".into(),
             ));
         }
-        let backend = RedisBackend::cluster(nodes, settings.timeouts());
+        let backend = RedisBackend::cluster(
+            nodes,
+            self.tls.clone(),
+            &settings.prefix,
+            settings.timeouts(),
+        );
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
@@ -240,40 +274,6 @@ impl LockerBuilder {
             Backend::Memory(MemoryBackend::default()),
             settings,
         ))
-    }
-}
-
-fn open(info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
-    redis::Client::open(info)
-}
-
-/// `url` parsed, RESP3 with `TCP_NODELAY`; an unparsable URL is a `Config` error that
-/// does not show the password.
-fn connection_info(url: &str) -> Result<redis::ConnectionInfo, LockError> {
-    redis::IntoConnectionInfo::into_connection_info(url)
-        .map(tuned)
-        .map_err(|error| invalid_url(url, &error))
-}
-
-fn invalid_url(url: &str, error: &redis::RedisError) -> LockError {
-    LockError::Config(format!(
-        "invalid Redis URL `{}` ({error}); expected redis://[user:password@]host:port[/db]",
-        redact(url)
-    ))
-}
-
-/// A client for `url`; see [`connection_info`].
-pub(crate) fn client_for(url: &str) -> Result<redis::Client, LockError> {
-    open(connection_info(url)?).map_err(|error| invalid_url(url, &error))
-}
-
-/// `url` with any password replaced by `***`, for error messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 

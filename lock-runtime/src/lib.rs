@@ -66,6 +66,7 @@ mod runtime;
 mod scripts;
 mod settings;
 mod token;
+mod url;
 mod wait;
 
 #[cfg(feature = "testing")]
@@ -73,6 +74,11 @@ pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;
+
+/// The `redis` crate (1.x, 1.8 or newer) this crate is built on, for
+/// [`Locker::from_client`], [`LockerBuilder::client`], TLS certificates and the `source()`
+/// of errors: use it rather than your own dependency on `redis`, so the types match.
+pub use redis;
 
 #[doc = include_str!("distributed_lock.md")]
 #[cfg(feature = "macros")]

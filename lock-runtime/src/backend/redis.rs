@@ -15,6 +15,7 @@ use futures_util::future::join_all;
 use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request, ops};
 use crate::driver::Server;
 pub(crate) use crate::driver::Timeouts;
+use crate::driver::Tls;
 use crate::key::LockKeys;
 use crate::queue::{self, Inbox, QueueSpec, Reply};
 use crate::scripts::ACQUIRE_FENCED;
@@ -32,17 +33,22 @@ const SLOTS_AT_ONCE: usize = 64;
 
 impl RedisBackend {
     /// Locks on the server of `client`. Does not connect.
-    pub(crate) fn single(client: redis::Client, timeouts: Timeouts) -> Self {
+    pub(crate) fn single(client: redis::Client, prefix: &str, timeouts: Timeouts) -> Self {
         Self {
-            server: Server::single(client, timeouts),
+            server: Server::single(client, prefix, timeouts),
             cluster: false,
         }
     }
 
     /// Locks on the Redis Cluster reached through `nodes`. Does not connect.
-    pub(crate) fn cluster(nodes: Vec<redis::ConnectionInfo>, timeouts: Timeouts) -> Self {
+    pub(crate) fn cluster(
+        nodes: Vec<redis::ConnectionInfo>,
+        tls: Tls,
+        prefix: &str,
+        timeouts: Timeouts,
+    ) -> Self {
         Self {
-            server: Server::cluster(nodes, timeouts),
+            server: Server::cluster(nodes, tls, prefix, timeouts),
             cluster: true,
         }
     }

@@ -49,6 +49,7 @@ impl Redlock {
     /// twice (a majority of copies of one server is no majority).
     pub(crate) fn new(
         clients: Vec<redis::Client>,
+        prefix: &str,
         server_timeout: Option<Duration>,
         timeouts: Timeouts,
     ) -> Result<Self, LockError> {
@@ -62,7 +63,7 @@ impl Redlock {
         let servers = clients
             .into_iter()
             .map(|client| {
-                let server = Server::single(client, timeouts);
+                let server = Server::single(client, prefix, timeouts);
                 if seen.insert(server.address().to_owned()) {
                     Ok(server)
                 } else {

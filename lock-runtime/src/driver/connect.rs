@@ -11,13 +11,27 @@ use redis::{ConnectionInfo, ProtocolVersion, RedisResult};
 use super::Timeouts;
 use super::push::Dispatch;
 
+/// Certificates for `rediss://` connections: a CA to trust instead of the system's, and
+/// a client certificate for mutual TLS.
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    pub(crate) certificates: Option<redis::TlsCertificates>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
 /// Where a server's connections go.
 #[derive(Debug, Clone)]
 pub(super) enum Connector {
     /// One server (RESP3: notifications share the command connection).
     Single(Box<redis::Client>),
     /// A Redis Cluster, through any of these nodes.
-    Cluster(Vec<ConnectionInfo>),
+    Cluster(Vec<ConnectionInfo>, Tls),
 }
 
 /// A connection for commands.
@@ -95,6 +109,7 @@ pub(super) fn single(
 /// forever for a paused node.
 pub(super) fn cluster(
     nodes: &[ConnectionInfo],
+    tls: &Tls,
     timeouts: Timeouts,
     dispatch: Option<Dispatch>,
 ) -> RedisResult<ClusterClient> {
@@ -106,6 +121,11 @@ pub(super) fn cluster(
         .min_retry_wait(10)
         .max_retry_wait(millis(timeouts.command / 4))
         .tcp_settings(TcpSettings::default().set_nodelay(true));
+    #[cfg(feature = "tls-rustls")]
+    if let Some(certificates) = &tls.certificates {
+        builder = builder.certs(certificates.clone());
+    }
+    let _ = tls;
     if let Some(dispatch) = dispatch {
         builder = builder
             .use_protocol(ProtocolVersion::RESP3)

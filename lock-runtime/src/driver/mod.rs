@@ -37,8 +37,8 @@ use redis::RedisError;
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::{OnceCell, mpsc};
 
-pub(crate) use self::connect::tuned;
 use self::connect::{Conn, Connector};
+pub(crate) use self::connect::{Tls, tuned};
 use self::push::Dispatch;
 use crate::LockError;
 use crate::notify::{Notifications, OnLastLeave, Registration};
@@ -59,7 +59,8 @@ pub(crate) struct Server {
     address: String,
     timeouts: Timeouts,
     notifications: Arc<Notifications>,
-    /// `lock-runtime:inbox:<uuid>`: where releases tell this server's waiters (one server).
+    /// `<prefix>inbox:<uuid>` (under the key prefix, so one ACL pattern covers the keys and
+    /// channels): where releases tell this server's waiters (one server).
     inbox: Arc<str>,
     /// The connections of each runtime that uses this server.
     lives: Arc<Mutex<Vec<Arc<Live>>>>,
@@ -121,32 +122,43 @@ impl Live {
 
 impl Server {
     /// One server, reached through `client` (RESP3). Does not connect.
-    pub(crate) fn single(client: redis::Client, timeouts: Timeouts) -> Self {
+    pub(crate) fn single(client: redis::Client, prefix: &str, timeouts: Timeouts) -> Self {
         let address = client.get_connection_info().addr().to_string();
-        Self::new(Connector::Single(Box::new(client)), address, timeouts)
+        Self::new(
+            Connector::Single(Box::new(client)),
+            address,
+            prefix,
+            timeouts,
+        )
     }
 
     /// A Redis Cluster, reached through any of `nodes`. Does not connect.
-    pub(crate) fn cluster(nodes: Vec<redis::ConnectionInfo>, timeouts: Timeouts) -> Self {
+    pub(crate) fn cluster(
+        nodes: Vec<redis::ConnectionInfo>,
+        tls: Tls,
+        prefix: &str,
+        timeouts: Timeouts,
+    ) -> Self {
         let address = nodes
             .iter()
             .map(|node| node.addr().to_string())
             .collect::<Vec<_>>()
             .join(",");
         Self::new(
-            Connector::Cluster(nodes),
+            Connector::Cluster(nodes, tls),
             format!("cluster {address}"),
+            prefix,
             timeouts,
         )
     }
 
-    fn new(connector: Connector, address: String, timeouts: Timeouts) -> Self {
+    fn new(connector: Connector, address: String, prefix: &str, timeouts: Timeouts) -> Self {
         Self {
             connector,
             address,
             timeouts,
             notifications: Arc::default(),
-            inbox: format!("lock-runtime:inbox:{}", uuid::Uuid::new_v4().simple()).into(),
+            inbox: format!("{prefix}inbox:{}", uuid::Uuid::new_v4().simple()).into(),
             lives: Arc::default(),
         }
     }
@@ -195,8 +207,8 @@ impl Server {
                     .map(Conn::Single)
                     .map_err(|source| self.error("", source))?
             }
-            Connector::Cluster(nodes) => {
-                let client = connect::cluster(nodes, self.timeouts, None)
+            Connector::Cluster(nodes, tls) => {
+                let client = connect::cluster(nodes, tls, self.timeouts, None)
                     .map_err(|source| self.error("", source))?;
                 let connection = connect::cluster_connection(&client, self.timeouts)
                     .await
@@ -326,15 +338,19 @@ impl Server {
     /// The current runtime's connection for sharded subscriptions (Cluster), opened on
     /// first use with a task that renews the subscriptions the server drops.
     async fn shards(&self, live: &Arc<Live>) -> Result<ClusterConnection, RedisError> {
-        let Connector::Cluster(nodes) = &self.connector else {
+        let Connector::Cluster(nodes, tls) = &self.connector else {
             unreachable!("only a cluster has a shards connection");
         };
         let shards = live
             .shards
             .get_or_try_init(|| async {
                 let (dropped, renew) = mpsc::unbounded_channel();
-                let client =
-                    connect::cluster(nodes, self.timeouts, Some(self.dispatch(Some(dropped))))?;
+                let client = connect::cluster(
+                    nodes,
+                    tls,
+                    self.timeouts,
+                    Some(self.dispatch(Some(dropped))),
+                )?;
                 let connection = connect::cluster_connection(&client, self.timeouts).await?;
                 crate::runtime::spawn(resubscribe(
                     Arc::downgrade(live),
@@ -361,8 +377,7 @@ impl Server {
                 source,
             };
         }
-        if source.is_connection_refusal() || source.kind() == redis::ErrorKind::InvalidClientConfig
-        {
+        if is_connect_failure(&source) {
             return LockError::Connect {
                 server: self.address.clone(),
                 source,
@@ -410,6 +425,28 @@ async fn resubscribe(
 fn wedges(error: &RedisError) -> bool {
     error.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "LOADING"))
+}
+
+/// A failure to reach the server at all: refused, unresolvable, unreachable, a TLS
+/// handshake that failed (a wrong CA), or a client that cannot connect as configured.
+fn is_connect_failure(error: &RedisError) -> bool {
+    use std::io::ErrorKind;
+    let io = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    error.is_connection_refusal()
+        || error.kind() == redis::ErrorKind::InvalidClientConfig
+        || matches!(
+            io,
+            Some(
+                ErrorKind::InvalidData
+                    | ErrorKind::NotFound
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::PermissionDenied
+            )
+        )
 }
 
 /// A refused password or user, or a missing ACL permission.

@@ -63,6 +63,14 @@ pub enum LockError {
         name: String,
     },
 
+    /// The lock was released (or given up with `keep`) by this owner: it can no longer
+    /// be extended.
+    #[error("lock `{name}` is no longer held by this owner: it was released")]
+    NotHeld {
+        /// The lock's name.
+        name: String,
+    },
+
     /// A task asked for a lock it already holds; waiting for itself would never end.
     /// Opt in to re-entry with [`LockRequest::reentrant`](crate::LockRequest::reentrant).
     #[error("lock `{name}` is already held by this task")]
@@ -207,6 +215,7 @@ impl LockError {
             Self::Busy { name, .. }
             | Self::WaitTimeout { name, .. }
             | Self::Lost { name }
+            | Self::NotHeld { name }
             | Self::Reentrant { name } => Some(name),
             Self::Backend { name, .. } => (!name.is_empty()).then_some(name.as_str()),
             Self::Quorum { name, .. } => name.as_deref(),

@@ -287,7 +287,7 @@ impl Drop for LockGuard {
             return;
         }
         let lock = self.handle.lock.clone();
-        let spawned = crate::runtime::spawn(async move {
+        let spawned = crate::runtime::spawn_tracked(async move {
             let outcome = match pending {
                 Pending::KeepUntil(until) => {
                     let left = until.saturating_duration_since(Instant::now());

@@ -12,8 +12,9 @@
 //!
 //! The lease counts on this process's monotonic clock from when the request that granted
 //! or extended it was *sent*, less the backend's clock-drift margin, so it never outlives
-//! the key. A renewal in flight is marked on the lease: a release waits for it to land
-//! first, so a late renewal cannot lengthen a key that `release_after` just shortened.
+//! the key. Renewals and extends in flight are counted on the lease: a release waits for
+//! them to land first, so a late one cannot lengthen a key that `release_after` just
+//! shortened; and none starts once the release began.
 //! Only this module changes a lease; the guard, the renewal task and the request read it.
 
 use std::fmt;
@@ -44,8 +45,8 @@ pub(crate) enum State {
 struct Lease {
     valid_until: Instant,
     state: State,
-    /// A renewal of this lock is in flight.
-    renewing: bool,
+    /// Renewals and extends of this lock in flight (a release waits for them to land).
+    in_flight: u32,
 }
 
 /// Everything a guard, its handles and the renewal task share about one held lock.
@@ -89,7 +90,7 @@ impl HeldLock {
         let (lease, _) = watch::channel(Lease {
             valid_until: grant.valid_until,
             state: State::Held,
-            renewing: false,
+            in_flight: 0,
         });
         Arc::new(Self {
             backend,
@@ -210,13 +211,29 @@ impl HeldLock {
     }
 
     /// Adds `by` to the lock's expiry on the server, if this owner still holds it.
+    /// Refused without a server call once the lock was released or lost.
     pub(crate) async fn extend(&self, by: Duration) -> Result<(), LockError> {
+        match self.begin(false) {
+            State::Held => {}
+            State::Lost => {
+                return Err(LockError::Lost {
+                    name: self.name().to_owned(),
+                });
+            }
+            State::Releasing | State::Released => {
+                return Err(LockError::NotHeld {
+                    name: self.name().to_owned(),
+                });
+            }
+        }
+        let landed = Landed(self);
         let sent_at = Instant::now();
         let answer = self
             .backend
             .extend(&self.keys, &self.token, by, ExtendMode::Add)
-            .await?;
-        match answer {
+            .await;
+        drop(landed);
+        match answer? {
             Some(left) => {
                 self.extended(sent_at, left);
                 Ok(())
@@ -230,22 +247,44 @@ impl HeldLock {
         }
     }
 
-    /// Starts a renewal: marks it in flight, unless the lock is no longer held (or its
-    /// lease ran out, which marks it lost). Returns the lease's end to retry until.
-    pub(crate) fn renewal_begins(&self) -> Option<Instant> {
+    /// Counts an operation in flight if the lock is held (for a renewal: and its lease has
+    /// not run out, else it reports `Lost`); returns the state it found.
+    fn begin(&self, renewal: bool) -> State {
         let now = Instant::now();
-        let mut valid_until = None;
+        let mut found = State::Held;
         self.lease.send_if_modified(|lease| {
-            if lease.state == State::Held && lease.valid_until > now {
-                lease.renewing = true;
-                valid_until = Some(lease.valid_until);
+            found = lease.state;
+            if lease.state == State::Held {
+                if renewal && lease.valid_until <= now {
+                    found = State::Lost;
+                } else {
+                    lease.in_flight += 1;
+                }
             }
             false
         });
-        if valid_until.is_none() && self.state() == State::Held {
-            self.mark_lost("the lease ran out while renewals failed");
+        found
+    }
+
+    /// An operation in flight landed (or never will).
+    fn landed(&self) {
+        self.lease.send_if_modified(|lease| {
+            lease.in_flight = lease.in_flight.saturating_sub(1);
+            lease.in_flight == 0
+        });
+    }
+
+    /// Starts a renewal: marks it in flight, unless the lock is no longer held (or its
+    /// lease ran out, which marks it lost). Returns the lease's end to retry until.
+    pub(crate) fn renewal_begins(&self) -> Option<Instant> {
+        match self.begin(true) {
+            State::Held => Some(self.lease.borrow().valid_until),
+            State::Lost => {
+                self.mark_lost("the lease ran out while renewals failed");
+                None
+            }
+            State::Releasing | State::Released => None,
         }
-        valid_until
     }
 
     /// Ends a renewal sent at `sent_at` with the backend's answer. Returns whether to
@@ -255,7 +294,7 @@ impl HeldLock {
         sent_at: Instant,
         answer: &Result<Option<Duration>, LockError>,
     ) -> bool {
-        self.lease.send_modify(|lease| lease.renewing = false);
+        self.landed();
         match answer {
             Ok(Some(left)) => {
                 self.extended(sent_at, *left);
@@ -275,11 +314,7 @@ impl HeldLock {
     /// Clears the in-flight mark of a renewal whose answer will never come (its task was
     /// dropped with its runtime).
     pub(crate) fn renewal_abandoned(&self) {
-        self.lease.send_if_modified(|lease| {
-            let was = lease.renewing;
-            lease.renewing = false;
-            was
-        });
+        self.landed();
     }
 
     /// Gives the lock up without a server call (the key expires with its TTL).
@@ -309,9 +344,9 @@ impl HeldLock {
             first
         });
         let mut lease = self.lease.subscribe();
-        let renewal_landed = lease.wait_for(|lease| !lease.renewing);
-        // A renewal is bounded by the command timeout; this bound only guards against a
-        // renewal task that vanished with its runtime mid-flight.
+        let renewal_landed = lease.wait_for(|lease| lease.in_flight == 0);
+        // A renewal or extend is bounded by the command timeout; this bound only guards
+        // against one that vanished with its runtime mid-flight.
         let _ = tokio::time::timeout(self.backend.command_timeout(), renewal_landed).await;
         first
     }
@@ -359,6 +394,15 @@ impl HeldLock {
         if changed {
             tracing::warn!(lock = %self.name(), why, "distributed lock lost");
         }
+    }
+}
+
+/// Marks an operation in flight as landed when dropped (also when cancelled).
+struct Landed<'a>(&'a HeldLock);
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        self.0.landed();
     }
 }
 

@@ -149,6 +149,30 @@ impl Locker {
         self.inner.backend.ping().await
     }
 
+    /// Waits until the releases that dropped guards (and the clean-ups that cancelled
+    /// requests) started in the background have finished, at most twice the command
+    /// timeout; returns whether they all did.
+    ///
+    /// A guard's `Drop` cannot wait: it spawns the release on the current runtime. A
+    /// short-lived program (a job in `#[tokio::main]`) whose runtime ends right after
+    /// dropping a guard would leave the key to expire with its TTL; call this before
+    /// returning from `main` instead.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let locker = lock_runtime::Locker::memory();
+    /// let guard = locker.lock("nightly").acquire().await?;
+    /// // ... the job ...
+    /// drop(guard); // releases in the background
+    /// assert!(locker.flush().await);
+    /// assert!(!locker.is_locked("nightly").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush(&self) -> bool {
+        let limit = self.inner.backend.command_timeout().saturating_mul(2);
+        crate::runtime::settled(limit).await
+    }
+
     /// The key prefix (default `lock:`).
     pub fn prefix(&self) -> &str {
         &self.inner.settings.prefix

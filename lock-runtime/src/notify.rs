@@ -146,6 +146,11 @@ impl Notifications {
         }
     }
 
+    /// How many waiters listen on `channel`.
+    pub(crate) fn listeners(&self, channel: &str) -> usize {
+        self.state().channels.get(channel).map_or(0, HashSet::len)
+    }
+
     /// How many waiters are registered.
     pub(crate) fn len(&self) -> usize {
         self.state().waiters.len()

@@ -5,9 +5,12 @@
 //!
 //! # Behavior
 //!
-//! - The schedule lives in the renewer, not in its task: if the task's runtime shuts
-//!   down (even mid-batch), the next registration starts a task on the current runtime
-//!   and it picks up every lock, renewing overdue ones at once.
+//! - One task per tokio runtime that registers locks, on that runtime (a runtime that is
+//!   alive but not being driven, or one that ended, cannot renew anyone else's locks).
+//! - A schedule lives outside its task: when a runtime shuts down (even mid-batch), the
+//!   next registration from a live runtime adopts its locks and renews overdue ones at
+//!   once. Until then they are not renewed, and their guards report them lost when their
+//!   leases run out.
 //! - A renewal never shortens a key's expiry (an `extend` beyond the TTL stays), and a
 //!   lock whose release began is not renewed; a renewal already in flight is awaited by
 //!   the release.
@@ -15,6 +18,7 @@
 //!   or when the key is found gone or taken, the lease is marked lost (`lost()` fires).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use std::time::Duration;
@@ -58,8 +62,10 @@ impl Schedule {
 struct Shared {
     backend: Arc<Backend>,
     schedule: Mutex<Schedule>,
-    /// Wakes the task when an entry earlier than its sleep arrives.
+    /// Wakes the task when an entry earlier than its sleep arrives, or when closed.
     wake: Notify,
+    /// The locker is gone: the task ends once no lock is left to renew.
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -68,47 +74,99 @@ impl Shared {
     }
 }
 
-/// The renewal service of one locker.
+/// The renewal service of one locker: a schedule and a task per runtime.
 pub(crate) struct Renewer {
+    backend: Arc<Backend>,
+    runtimes: Mutex<Vec<PerRuntime>>,
+}
+
+/// The schedule and task of one runtime.
+struct PerRuntime {
+    runtime_id: tokio::runtime::Id,
+    alive: RuntimeAlive,
     shared: Arc<Shared>,
-    /// The runtime the task runs on.
-    task: Mutex<Option<RuntimeAlive>>,
 }
 
 impl Renewer {
     pub(crate) fn new(backend: Arc<Backend>) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                backend,
-                schedule: Mutex::default(),
-                wake: Notify::new(),
-            }),
-            task: Mutex::new(None),
+            backend,
+            runtimes: Mutex::default(),
         }
     }
 
     /// Renews `lock` every `every` from `first` on until it is given up, lost, or its
-    /// guard and handles are gone; with `every` `None`, extends it once at `first`.
+    /// guard and handles are gone; with `every` `None`, extends it once at `first`. The
+    /// current runtime's task renews it (started on first use).
     pub(crate) fn register(&self, lock: &Arc<HeldLock>, first: Instant, every: Option<Duration>) {
-        let entry = Entry {
-            lock: Arc::downgrade(lock),
-            every,
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // acquiring ran on a runtime: unreachable in practice
         };
-        if self.shared.schedule().insert(first, entry) {
-            self.shared.wake.notify_one();
+        let runtime_id = runtime.id();
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        // Adopt the locks of runtimes that shut down.
+        let mut orphans = Vec::new();
+        runtimes.retain(|per_runtime| {
+            let alive = per_runtime.alive.is_alive();
+            if !alive {
+                orphans
+                    .extend(std::mem::take(&mut per_runtime.shared.schedule().due).into_values());
+            }
+            alive
+        });
+        let shared = match runtimes
+            .iter()
+            .find(|per_runtime| per_runtime.runtime_id == runtime_id)
+        {
+            Some(per_runtime) => per_runtime.shared.clone(),
+            None => {
+                let shared = Arc::new(Shared {
+                    backend: self.backend.clone(),
+                    schedule: Mutex::default(),
+                    wake: Notify::new(),
+                    closed: AtomicBool::new(false),
+                });
+                let Some(alive) = RuntimeAlive::current() else {
+                    return;
+                };
+                crate::runtime::spawn(run(shared.clone()));
+                runtimes.push(PerRuntime {
+                    runtime_id,
+                    alive,
+                    shared: shared.clone(),
+                });
+                shared
+            }
+        };
+        drop(runtimes);
+        let mut schedule = shared.schedule();
+        let now = Instant::now();
+        for orphan in orphans {
+            schedule.insert(now, orphan);
         }
-        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
-        if task.as_ref().is_none_or(|alive| !alive.is_alive()) {
-            *task = RuntimeAlive::current();
-            crate::runtime::spawn(run(self.shared.clone()));
-        }
+        schedule.insert(
+            first,
+            Entry {
+                lock: Arc::downgrade(lock),
+                every,
+            },
+        );
+        drop(schedule);
+        shared.wake.notify_one();
     }
 }
 
 impl Drop for Renewer {
-    /// Lets an idle task see that its locker is gone.
+    /// Lets idle tasks see that their locker is gone.
     fn drop(&mut self) {
-        self.shared.wake.notify_one();
+        let runtimes = self
+            .runtimes
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for per_runtime in runtimes.drain(..) {
+            per_runtime.shared.closed.store(true, Ordering::Release);
+            per_runtime.shared.wake.notify_one();
+        }
     }
 }
 
@@ -122,7 +180,7 @@ async fn run(shared: Arc<Shared>) {
             .due
             .first_key_value()
             .map(|((at, _), _)| *at);
-        if next.is_none() && Arc::strong_count(&shared) == 1 {
+        if next.is_none() && shared.closed.load(Ordering::Acquire) {
             return;
         }
         let woken = shared.wake.notified();

@@ -3,8 +3,10 @@
 //! default locker, a service drops its runtime at shutdown).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 /// Spawns `future` on the current tokio runtime; outside one, drops it and returns
 /// `false`.
@@ -19,6 +21,52 @@ where
         }
         Err(_) => false,
     }
+}
+
+/// Background work not finished yet (releases by dropped guards, clean-ups of cancelled
+/// requests), in the whole process.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Woken when `PENDING` drops to zero.
+static SETTLED: Notify = Notify::const_new();
+
+/// Counts one piece of background work until dropped (finished, or dropped with its
+/// runtime).
+struct Pending;
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if PENDING.fetch_sub(1, Ordering::AcqRel) == 1 {
+            SETTLED.notify_waiters();
+        }
+    }
+}
+
+/// [`spawn`], counted until it finishes, for [`settled`].
+pub(crate) fn spawn_tracked<F>(future: F) -> bool
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    PENDING.fetch_add(1, Ordering::AcqRel);
+    let pending = Pending;
+    spawn(async move {
+        let _pending = pending;
+        future.await;
+    })
+}
+
+/// Waits until no tracked background work is left, at most `limit`; whether none is.
+pub(crate) async fn settled(limit: Duration) -> bool {
+    let wait = async {
+        loop {
+            let settled = SETTLED.notified();
+            if PENDING.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    };
+    tokio::time::timeout(limit, wait).await.is_ok()
 }
 
 /// Alive while the runtime it was created on runs: a task on that runtime holds the other

@@ -95,6 +95,11 @@ impl Settings {
         if let Some(timeout) = self.server_timeout {
             millis::check("the Redlock server timeout", timeout, one_ms)
                 .map_err(LockError::Config)?;
+            if timeout > MAX_TIMEOUT {
+                return Err(LockError::Config(format!(
+                    "the Redlock server timeout {timeout:?} is too long; use at most {MAX_TIMEOUT:?}"
+                )));
+            }
         }
         Ok(self)
     }

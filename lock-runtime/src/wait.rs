@@ -93,7 +93,7 @@ impl Drop for Cleanup<'_> {
         };
         let backend = self.backend.clone();
         let keys = self.keys.clone();
-        crate::runtime::spawn(async move {
+        crate::runtime::spawn_tracked(async move {
             match backend.release(&keys, &token).await {
                 Ok(report) if report.held => tracing::debug!(
                     lock = %keys.lock_name(),

@@ -10,7 +10,7 @@ use crate::scripts::{EXTEND, EXTEND_MANY};
 use crate::{LockError, millis};
 
 /// Locks renewed per script call: bounds the time one call blocks the server.
-const RENEWALS_PER_CALL: usize = 500;
+pub(super) const RENEWALS_PER_CALL: usize = 500;
 
 /// Changes the expiry if `token` owns the key; the new remaining time, or `None`.
 pub(crate) async fn extend(

@@ -37,8 +37,8 @@ pub(super) fn decide_release(servers: usize, held: usize, silent: usize) -> Opti
 }
 
 /// An extend's outcome from the remaining times granted: held on a quorum until the
-/// quorum-th longest (less the drift); lost when the silent servers cannot make a quorum
-/// with the granted ones; undecided (`Err`) otherwise.
+/// quorum-th longest (the lease subtracts the drift margin once, from that); lost when the
+/// silent servers cannot make a quorum with the granted ones; undecided (`Err`) otherwise.
 pub(super) fn decide_extend(
     servers: usize,
     granted: &[Duration],
@@ -48,9 +48,7 @@ pub(super) fn decide_extend(
     if granted.len() >= needed {
         let mut granted = granted.to_vec();
         granted.sort_unstable_by(|a, b| b.cmp(a));
-        let left = granted[needed - 1];
-        let drift = left / 100 + Duration::from_millis(2);
-        return Ok(left.checked_sub(drift).filter(|left| !left.is_zero()));
+        return Ok(Some(granted[needed - 1]));
     }
     if granted.len() + silent >= needed && silent > 0 {
         return Err(());
@@ -109,14 +107,11 @@ mod tests {
     }
 
     #[test]
-    fn extends_keep_the_quorum_th_longest_less_drift() {
+    fn extends_keep_the_quorum_th_longest() {
         let granted = [10 * SECOND, 2 * SECOND, 5 * SECOND];
         let left = decide_extend(5, &granted, 0).unwrap().unwrap();
-        // The third longest of five servers' grants, less 1% + 2 ms.
-        assert_eq!(
-            left,
-            2 * SECOND - (2 * SECOND / 100 + Duration::from_millis(2))
-        );
+        // The third longest of five servers' grants (the lease subtracts the drift once).
+        assert_eq!(left, 2 * SECOND);
         assert_eq!(
             decide_extend(5, &granted[..2], 0),
             Ok(None),
@@ -125,8 +120,8 @@ mod tests {
         assert_eq!(decide_extend(5, &granted[..2], 1), Err(()), "undecided");
         assert_eq!(
             decide_extend(3, &[Duration::from_millis(1); 2], 0),
-            Ok(None),
-            "nothing left"
+            Ok(Some(Duration::from_millis(1))),
+            "granted by a quorum, however short (a min_hold expiry)"
         );
     }
 

@@ -107,22 +107,32 @@ impl Redlock {
     /// Why `ttl` cannot work: nothing would be left of it after the drift margin and a
     /// server's answer, so every acquire would fail on a free lock.
     pub(crate) fn refuse_ttl(&self, ttl: Duration) -> Option<String> {
-        let needed = self.drift(ttl) + self.timeout_for(ttl);
-        (ttl <= needed).then(|| {
-            let minimum = (1..)
-                .map(Duration::from_millis)
-                .find(|ttl| *ttl > self.drift(*ttl) + self.timeout_for(*ttl))
-                .unwrap_or(needed);
-            format!(
-                "with Redlock the TTL must be at least {} ms (got {ttl:?}): it must outlast \
-                 the clock-drift margin (1% + 2 ms) and the per-server timeout ({:?})",
-                minimum.as_millis(),
-                self.timeout_for(ttl)
-            )
-        })
+        let works = |ttl: Duration| ttl > self.drift(ttl) + self.timeout_for(ttl);
+        if works(ttl) {
+            return None;
+        }
+        // ttl > ttl/100 + 2 ms + timeout: the timeout at the minimum is the configured one
+        // or the floor of the derived one; a few steps settle the rounding.
+        let floor = self.server_timeout.unwrap_or(MIN_SERVER_TIMEOUT);
+        let estimate = (Duration::from_millis(2) + floor).mul_f64(100.0 / 99.0);
+        let mut minimum =
+            Duration::from_millis(u64::try_from(estimate.as_millis()).unwrap_or(u64::MAX));
+        for _ in 0..100 {
+            if works(minimum) {
+                break;
+            }
+            minimum += Duration::from_millis(1);
+        }
+        Some(format!(
+            "with Redlock the TTL must be at least {} ms (got {ttl:?}): it must outlast the \
+             clock-drift margin (1% + 2 ms) and the per-server timeout ({:?})",
+            minimum.as_millis(),
+            self.timeout_for(ttl)
+        ))
     }
 
-    /// Runs `operation` on every server at once, each bounded by `limit`.
+    /// Runs `operation` on every server at once, each bounded by `limit`, plus the connect
+    /// timeout for a server that has not answered on this runtime yet (connecting).
     async fn on_all<'a, T, F, Fut>(
         &'a self,
         limit: Option<Duration>,
@@ -136,14 +146,24 @@ impl Redlock {
             let answer = operation(server);
             async move {
                 let answer = match limit {
-                    Some(after) => tokio::time::timeout(after, answer).await.map_err(|_| {
-                        ServerFailure::Timeout {
-                            server: server.address().to_owned(),
-                            after,
-                        }
-                    })?,
+                    Some(limit) => {
+                        let after = if server.answered_before() {
+                            limit
+                        } else {
+                            limit + server.timeouts().connect
+                        };
+                        tokio::time::timeout(after, answer).await.map_err(|_| {
+                            ServerFailure::Timeout {
+                                server: server.address().to_owned(),
+                                after,
+                            }
+                        })?
+                    }
                     None => answer.await,
                 };
+                if answer.is_ok() {
+                    server.answered();
+                }
                 answer.map_err(|error| failure(server, error))
             }
         }))
@@ -307,12 +327,15 @@ impl Redlock {
         &self,
         batch: &[Renewal<'_>],
     ) -> Vec<Result<Option<Duration>, LockError>> {
-        let shortest = batch
+        // Each lock's budget is its own TTL's; a batch of many chunks gets one per chunk.
+        let longest = batch
             .iter()
             .map(|renewal| renewal.ttl)
-            .min()
+            .max()
             .unwrap_or_default();
-        let limit = self.timeout_for(shortest);
+        let chunks =
+            u32::try_from(batch.len().div_ceil(ops::RENEWALS_PER_CALL)).unwrap_or(u32::MAX);
+        let limit = self.timeout_for(longest).saturating_mul(chunks.max(1));
         let per_server = self
             .on_all(Some(limit), |server| async move {
                 Ok::<_, LockError>(ops::extend_many(server, batch).await)

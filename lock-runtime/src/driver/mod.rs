@@ -85,37 +85,29 @@ struct Live {
     shards: OnceCell<ClusterConnection>,
     /// Set once the inbox is subscribed on this runtime's connection (one server).
     inbox: OnceCell<()>,
-    /// The channels subscribed on this runtime's connections.
-    channels: Mutex<HashSet<String>>,
+    /// The channels subscribed on this runtime's connections. Held across a subscribe or
+    /// unsubscribe, so the two never race on one channel.
+    channels: tokio::sync::Mutex<HashSet<String>>,
+    /// Set once the connection answered (Redlock's per-server budgets then exclude
+    /// connecting).
+    ready: OnceCell<()>,
 }
 
 impl Live {
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Unsubscribes `channel` in the background (a channel left subscribed only costs
-    /// messages nobody listens to).
-    fn unsubscribe(&self, channel: &str) {
-        let channel = channel.to_owned();
-        match (&self.commands, self.shards.get()) {
-            (Conn::Single(manager), _) => {
-                let mut manager = manager.clone();
-                crate::runtime::spawn(async move {
-                    if let Err(error) = manager.unsubscribe(&channel).await {
-                        tracing::debug!(%channel, %error, "UNSUBSCRIBE failed; the channel stays subscribed");
-                    }
-                });
-            }
-            (Conn::Cluster(_), Some(shards)) => {
-                let mut shards = shards.clone();
-                crate::runtime::spawn(async move {
-                    if let Err(error) = shards.sunsubscribe(&channel).await {
-                        tracing::debug!(%channel, %error, "SUNSUBSCRIBE failed; the channel stays subscribed");
-                    }
-                });
-            }
-            (Conn::Cluster(_), None) => {}
+    /// Unsubscribes `channel` if no waiter listens on it any more (checked under the
+    /// subscription lock, so a waiter that arrived meanwhile keeps it).
+    async fn unsubscribe(&self, channel: &str, notifications: &Notifications) {
+        let mut channels = self.channels.lock().await;
+        if notifications.listeners(channel) > 0 || !channels.remove(channel) {
+            return;
+        }
+        let unsubscribed = match (&self.commands, self.shards.get()) {
+            (Conn::Single(manager), _) => manager.clone().unsubscribe(channel).await,
+            (Conn::Cluster(_), Some(shards)) => shards.clone().sunsubscribe(channel).await,
+            (Conn::Cluster(_), None) => Ok(()),
+        };
+        if let Err(error) = unsubscribed {
+            tracing::debug!(%channel, %error, "unsubscribing failed; the channel stays subscribed");
         }
     }
 }
@@ -190,10 +182,11 @@ impl Server {
         let runtime_id = tokio::runtime::Handle::try_current()
             .map_err(|_| LockError::Config("lock operations need a tokio runtime".into()))?
             .id();
+        // A runtime's id may be reused once it ended: only a live runtime's connection.
         let find = |lives: &[Arc<Live>]| {
             lives
                 .iter()
-                .find(|live| live.runtime_id == runtime_id)
+                .find(|live| live.runtime_id == runtime_id && live.runtime.is_alive())
                 .cloned()
         };
         if let Some(live) = find(&self.lives()) {
@@ -227,14 +220,44 @@ impl Server {
             commands,
             shards: OnceCell::new(),
             inbox: OnceCell::new(),
-            channels: Mutex::default(),
+            channels: tokio::sync::Mutex::default(),
+            ready: OnceCell::new(),
         });
         lives.push(live.clone());
+        drop(lives);
+        if self.notifications.len() > 0 {
+            // A replacement connection (the old one was wedged, or the master moved):
+            // waiters may have missed a release; they try again, and hear the next one.
+            self.notifications.interrupt_all();
+        }
         Ok(live)
     }
 
     fn lives(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Live>>> {
         self.lives.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the current runtime's connection has answered before (so a tight budget,
+    /// Redlock's per-server timeout, need not include connecting).
+    pub(crate) fn answered_before(&self) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let id = runtime.id();
+        self.lives().iter().any(|live| {
+            live.runtime_id == id && live.runtime.is_alive() && live.ready.initialized()
+        })
+    }
+
+    /// Records that the current runtime's connection answered.
+    pub(crate) fn answered(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let id = runtime.id();
+        if let Some(live) = self.lives().iter().find(|live| live.runtime_id == id) {
+            let _ = live.ready.set(());
+        }
     }
 
     /// The current runtime's command connection.
@@ -302,7 +325,8 @@ impl Server {
         let registration =
             self.notifications
                 .register(token, Some(channel), Some(self.unsubscriber()));
-        if !live.channels().insert(channel.to_owned()) {
+        let mut channels = live.channels.lock().await;
+        if channels.contains(channel) {
             return Ok(registration);
         }
         let subscribed = match &live.commands {
@@ -312,26 +336,32 @@ impl Server {
                 Err(error) => Err(error),
             },
         };
-        if let Err(source) = subscribed {
-            live.channels().remove(channel);
-            return Err(self.error(name, source));
+        match subscribed {
+            Ok(()) => {
+                channels.insert(channel.to_owned());
+                Ok(registration)
+            }
+            Err(source) => Err(self.error(name, source)),
         }
-        Ok(registration)
     }
 
-    /// Unsubscribes a channel from every runtime's connection once its last waiter left.
+    /// Unsubscribes a channel from every runtime's connection once its last waiter left
+    /// (in the background, unless a waiter came back meanwhile).
     fn unsubscriber(&self) -> OnLastLeave {
         let lives = Arc::downgrade(&self.lives);
+        let notifications = Arc::downgrade(&self.notifications);
         Arc::new(move |channel: &str| {
-            let Some(lives) = lives.upgrade() else {
+            let (Some(lives), Some(notifications)) = (lives.upgrade(), notifications.upgrade())
+            else {
                 return;
             };
             let lives = lives.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            for live in lives.into_iter().filter(|live| live.runtime.is_alive()) {
-                if live.channels().remove(channel) {
-                    live.unsubscribe(channel);
+            let channel = channel.to_owned();
+            crate::runtime::spawn(async move {
+                for live in lives.into_iter().filter(|live| live.runtime.is_alive()) {
+                    live.unsubscribe(&channel, &notifications).await;
                 }
-            }
+            });
         })
     }
 
@@ -404,7 +434,7 @@ async fn resubscribe(
         let Some(live) = live.upgrade() else {
             return;
         };
-        if !live.channels().contains(&channel) {
+        if !live.channels.lock().await.contains(&channel) {
             continue;
         }
         notifications.interrupt_channel(&channel);

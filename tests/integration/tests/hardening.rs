@@ -680,3 +680,203 @@ async fn a_cancelled_release_is_not_reported_as_lost() {
     assert!(lost.is_err(), "a released lock was reported lost");
     assert!(!handle.is_lost());
 }
+
+// 5. Found by review
+
+/// Renewals ran on the task of the first runtime that registered one: locks of other
+/// runtimes stopped being renewed (or claimed after a hand-off) when it ended, or while it
+/// sat idle.
+#[test]
+fn renewals_belong_to_the_runtime_that_took_the_lock() {
+    let server = RedisServer::start().unwrap();
+    for first_runtime in ["ended", "idle"] {
+        let locker = Locker::builder()
+            .poll_interval(Duration::from_millis(200))
+            .redis(&server.url())
+            .unwrap();
+        // The first runtime to register a renewal; it ends, or idles, later.
+        let first = if first_runtime == "idle" {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            runtime()
+        };
+        first.block_on(async {
+            let warm = locker
+                .lock("warm")
+                .ttl(Duration::from_millis(300))
+                .auto_renew()
+                .acquire()
+                .await
+                .unwrap();
+            assert!(warm.release().await.unwrap());
+        });
+        let second = runtime();
+        let (renewed, handed) = second.block_on(async {
+            let renewed = locker
+                .lock(format!("job:{first_runtime}"))
+                .ttl(Duration::from_millis(300))
+                .auto_renew()
+                .acquire()
+                .await
+                .unwrap();
+            // A lock handed over by a release is claimed for its TTL in the background.
+            let name = format!("handed:{first_runtime}");
+            let holder = locker.lock(name.as_str()).acquire().await.unwrap();
+            let waiting = locker
+                .lock(name.as_str())
+                .ttl(Duration::from_secs(30))
+                .wait(Duration::from_secs(10));
+            let waiter = tokio::spawn(waiting.acquire());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(holder.release().await.unwrap());
+            (renewed, waiter.await.unwrap().unwrap())
+        });
+        if first_runtime == "ended" {
+            drop(first);
+        }
+        second.block_on(async {
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            assert!(
+                !renewed.is_lost() && renewed.is_held().await.unwrap(),
+                "{first_runtime}: not renewed"
+            );
+            assert!(
+                !handed.is_lost() && handed.is_held().await.unwrap(),
+                "{first_runtime}: the hand-off was not claimed"
+            );
+            assert!(
+                handed.remaining() > Duration::from_secs(20),
+                "{:?}",
+                handed.remaining()
+            );
+        });
+    }
+}
+
+/// `extend` on a handle kept extending a lock after `release_after` or `keep` (a key
+/// meant to live 2 s lived an hour), and called a released lock `Lost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lock_cannot_be_extended() {
+    for fx in [Fixture::redis(), Fixture::memory()] {
+        let guard = fx
+            .locker
+            .lock("report")
+            .ttl(Duration::from_secs(10))
+            .acquire()
+            .await
+            .unwrap();
+        let handle = guard.handle();
+        assert!(guard.release_after(Duration::from_secs(2)).await.unwrap());
+        let extended = handle.extend(Duration::from_secs(3600)).await;
+        assert!(
+            matches!(extended, Err(LockError::NotHeld { .. })),
+            "{extended:?}"
+        );
+        let left = fx
+            .locker
+            .remaining("report")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(left <= Duration::from_secs(2), "the key now lives {left:?}");
+
+        let kept = fx
+            .locker
+            .lock("window")
+            .ttl(Duration::from_secs(5))
+            .acquire()
+            .await
+            .unwrap();
+        let handle = kept.handle();
+        kept.keep();
+        assert!(matches!(
+            handle.extend(Duration::from_secs(3600)).await,
+            Err(LockError::NotHeld { .. })
+        ));
+
+        let released = fx.locker.lock("x").acquire().await.unwrap();
+        let handle = released.handle();
+        assert!(released.release().await.unwrap());
+        let after = handle.extend(Duration::from_secs(1)).await;
+        assert!(matches!(after, Err(LockError::NotHeld { .. })), "{after:?}");
+        assert!(!handle.is_lost());
+    }
+}
+
+/// One lock key overwritten with another type made the whole batched renewal script fail:
+/// every other lock in the batch was retried until its lease ran out, then lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_key_does_not_cost_the_others_their_renewals() {
+    let fx = Fixture::redis();
+    fx.locker.ping().await.unwrap(); // connected: the 20 acquisitions share a renewal batch
+    let mut guards = Vec::new();
+    for index in 0..20 {
+        guards.push(
+            fx.locker
+                .lock(format!("job:{index}"))
+                .ttl(Duration::from_millis(1_800))
+                .renew_every(Duration::from_millis(600))
+                .acquire()
+                .await
+                .unwrap(),
+        );
+    }
+    let () = query(&fx.url(), redis::cmd("DEL").arg("lock:{job:0}")).await;
+    let _: i64 = query(
+        &fx.url(),
+        redis::cmd("HSET").arg("lock:{job:0}").arg("f").arg("v"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let lost: Vec<&str> = guards[1..]
+        .iter()
+        .filter(|guard| guard.is_lost())
+        .map(|guard| guard.name())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "healthy locks lost because job:0 was overwritten: {lost:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(3), guards[0].lost())
+        .await
+        .expect("the tampered lock was not reported lost");
+}
+
+/// A guard dropped right before its runtime ended was never released (its key stayed for
+/// the whole TTL); `Locker::flush` awaits the background release.
+#[test]
+fn flush_finishes_the_releases_of_dropped_guards() {
+    let server = RedisServer::start().unwrap();
+    let locker = Locker::redis(&server.url()).unwrap();
+    for flavor in ["current-thread", "multi-thread"] {
+        let short_lived = if flavor == "current-thread" {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            runtime()
+        };
+        let name = format!("nightly:{flavor}");
+        short_lived.block_on(async {
+            let guard = locker
+                .lock(name.as_str())
+                .ttl(Duration::from_secs(30))
+                .acquire()
+                .await
+                .unwrap();
+            drop(guard);
+            assert!(locker.flush().await, "{flavor}: the release did not finish");
+        });
+        drop(short_lived);
+        runtime().block_on(async {
+            assert!(
+                !locker.is_locked(&name).await.unwrap(),
+                "{flavor}: the key outlived main"
+            );
+        });
+    }
+}

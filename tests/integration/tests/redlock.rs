@@ -422,3 +422,78 @@ async fn redlock_attempts_never_reuse_a_token() {
         "a token was reused: {tokens:?}"
     );
 }
+
+/// With about 2 ms of `min_hold` left, the drift margin was subtracted from a quorum's
+/// grant, so `release_after` reported a kept lock as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_after_with_little_left_keeps_the_lock_on_a_quorum() {
+    let servers = five();
+    let locker = locker(&servers);
+    for round in 0..10 {
+        let guard = locker
+            .lock(format!("job:{round}"))
+            .ttl(Duration::from_secs(10))
+            .acquire()
+            .await
+            .unwrap();
+        let handle = guard.handle();
+        let min_hold = handle.held_for() + Duration::from_micros(1_500);
+        assert!(
+            guard.release_after(min_hold).await.unwrap(),
+            "round {round}"
+        );
+        assert!(!handle.is_lost(), "round {round}");
+    }
+}
+
+/// One per-server timeout covered all the 500-lock chunks of a renewal batch: with
+/// thousands of auto-renewed locks, renewals timed out and locks were lost in bulk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_redlock_locks_stay_renewed() {
+    const LOCKS: usize = 6_000;
+    let servers = five();
+    let locker = Locker::redlock(urls(&servers)).unwrap();
+    locker.ping().await.unwrap();
+    let mut guards = Vec::with_capacity(LOCKS);
+    for chunk in (0..LOCKS).collect::<Vec<_>>().chunks(100) {
+        let acquired = futures_util::future::join_all(chunk.iter().map(|index| {
+            locker
+                .lock(format!("many:{index}"))
+                .ttl(Duration::from_secs(3))
+                .auto_renew()
+                .acquire()
+        }))
+        .await;
+        guards.extend(acquired.into_iter().map(Result::unwrap));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let lost = guards.iter().filter(|guard| guard.is_lost()).count();
+    assert_eq!(
+        lost, 0,
+        "{lost} of {LOCKS} auto-renewed Redlock locks were lost"
+    );
+}
+
+/// A huge server timeout made the TTL check search for the minimum one millisecond at a
+/// time (a 10-year timeout spun for hours); it is refused, and the minimum is computed.
+#[tokio::test]
+async fn a_huge_server_timeout_is_refused() {
+    let err = Locker::builder()
+        .server_timeout(Duration::from_secs(10 * 365 * 86_400))
+        .redlock(["redis://127.0.0.1:1"])
+        .unwrap_err();
+    assert!(matches!(err, LockError::Config(_)), "{err:?}");
+    let locker = Locker::builder()
+        .server_timeout(Duration::from_secs(3_000))
+        .redlock(["redis://127.0.0.1:1"])
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = locker
+        .lock("x")
+        .ttl(Duration::from_secs(1))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 3030306 ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

@@ -42,6 +42,7 @@ impl LockerBuilder {
     ///
     /// | variable | meaning | default |
     /// | --- | --- | --- |
+    /// | `REDIS_SENTINEL_URLS`, `REDIS_SENTINEL_MASTER` | comma-separated URLs of sentinels, and the name of the master they watch | unset |
     /// | `REDIS_CLUSTER_URLS` | comma-separated URLs of Redis Cluster nodes (any few) | unset |
     /// | `REDIS_URLS` | comma-separated URLs: Redlock over those servers | unset |
     /// | `REDIS_URL` | one server (used when neither of the above is set) | `redis://127.0.0.1:6379` |
@@ -150,6 +151,7 @@ impl LockerBuilder {
             Target::Redis(url) => self.redis(&url),
             Target::Redlock(urls) => self.redlock(urls),
             Target::Cluster(urls) => self.cluster(urls),
+            Target::Sentinel { master, urls } => self.sentinel(&master, urls),
         }
     }
 
@@ -173,6 +175,20 @@ impl LockerBuilder {
         let client = crate::url::from_info(tuned(info), &self.tls)
             .map_err(|error| LockError::Config(format!("this client cannot be used ({error})")))?;
         let backend = RedisBackend::single(client, &settings.prefix, settings.timeouts());
+        Ok(Locker::new(Backend::Redis(backend), settings))
+    }
+
+    /// Locks through the program's own connection manager: commands run on it, and the
+    /// locker opens no connection of its own.
+    ///
+    /// Its push messages belong to the program, so the locker subscribes nothing on it:
+    /// waiters are not woken by releases but try again every
+    /// [`poll_interval`](Self::poll_interval) (set it short), and a durable acquire's
+    /// `WAIT` blocks the connection for up to its wait. Give the locker a URL or a
+    /// [`client`](Self::client) instead to get both. The timeouts are the connection's own.
+    pub fn connection(self, manager: redis::aio::ConnectionManager) -> Result<Locker, LockError> {
+        let settings = self.settings.check()?;
+        let backend = RedisBackend::shared(manager, &settings.prefix, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 
@@ -264,6 +280,60 @@ impl LockerBuilder {
             &settings.prefix,
             settings.timeouts(),
         );
+        Ok(Locker::new(Backend::Redis(backend), settings))
+    }
+
+    /// Locks on the master that the sentinels at `urls` watch under the name `master`
+    /// (Redis Sentinel: one logical server with automatic failover). Credentials and the
+    /// database in the URLs are used for the sentinels and for the master; `rediss://`
+    /// URLs use TLS for both.
+    ///
+    /// The locker asks the sentinels for the master when it connects, and again whenever
+    /// the master's connection says it may have moved (a demoted master's `READONLY`, a
+    /// dropped or refused connection, a timeout): during a failover, requests fail with
+    /// typed errors ([`LockError::is_unavailable`]) within their timeouts, then go to the
+    /// new master.
+    ///
+    /// Replication is asynchronous: a lock written to a master that fails before its
+    /// replica received it is lost in the failover, and a second owner can take it on the
+    /// promoted replica. [`durable`](crate::LockRequest::durable) acquires wait until the
+    /// replicas have the lock; fencing tokens keep growing across the failover (see the
+    /// crate docs, "Fencing"). A master that was only paused may also accept writes for
+    /// a while after the failover, until the sentinels demote it; fencing covers that
+    /// window too.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), lock_runtime::LockError> {
+    /// let locker = lock_runtime::Locker::builder().sentinel(
+    ///     "primary",
+    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    /// )?;
+    /// # let _ = locker; Ok(()) }
+    /// ```
+    pub fn sentinel<I>(self, master: &str, urls: I) -> Result<Locker, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let settings = self.settings.check()?;
+        let sentinels = urls
+            .into_iter()
+            .map(|url| crate::url::connection_info(url.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if sentinels.is_empty() || master.is_empty() {
+            return Err(LockError::Config(
+                "Redis Sentinel needs the master's name and the URL of at least one sentinel"
+                    .into(),
+            ));
+        }
+        let backend = RedisBackend::sentinel(
+            master,
+            &sentinels,
+            &self.tls,
+            &settings.prefix,
+            settings.timeouts(),
+        )
+        .map_err(|error| LockError::Config(format!("the sentinels cannot be used ({error})")))?;
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
 

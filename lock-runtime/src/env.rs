@@ -53,7 +53,18 @@ pub(crate) fn read(var: impl Fn(&str) -> Option<String>) -> Result<(Settings, Ta
             .collect()
     };
     let (cluster, redlock) = (list("REDIS_CLUSTER_URLS"), list("REDIS_URLS"));
-    let target = if !cluster.is_empty() {
+    let sentinels = list("REDIS_SENTINEL_URLS");
+    let target = if !sentinels.is_empty() {
+        let master = var("REDIS_SENTINEL_MASTER").ok_or_else(|| {
+            LockError::Config(
+                "REDIS_SENTINEL_URLS is set but REDIS_SENTINEL_MASTER is not: name the master the sentinels watch".into(),
+            )
+        })?;
+        Target::Sentinel {
+            master,
+            urls: sentinels,
+        }
+    } else if !cluster.is_empty() {
         Target::Cluster(cluster)
     } else if !redlock.is_empty() {
         Target::Redlock(redlock)
@@ -115,6 +126,24 @@ mod tests {
         assert_eq!(settings.prefix, "shop:");
         assert_eq!(settings.command_timeout, Duration::from_millis(500));
         assert_eq!(settings.poll_interval, Duration::from_secs(2));
+        let sentinel = read(|name| match name {
+            "REDIS_SENTINEL_URLS" => Some("redis://s:26379".into()),
+            "REDIS_SENTINEL_MASTER" => Some("primary".into()),
+            _ => None,
+        });
+        assert_eq!(
+            sentinel.unwrap().1,
+            Target::Sentinel {
+                master: "primary".into(),
+                urls: vec!["redis://s:26379".into()]
+            }
+        );
+        let half = read(|name| (name == "REDIS_SENTINEL_URLS").then(|| "redis://s:1".into()));
+        assert!(
+            half.unwrap_err()
+                .to_string()
+                .contains("REDIS_SENTINEL_MASTER")
+        );
         let cluster = read(|name| (name == "REDIS_CLUSTER_URLS").then(|| "redis://n:1".into()));
         assert_eq!(
             cluster.unwrap().1,

@@ -71,6 +71,18 @@ pub enum LockError {
         name: String,
     },
 
+    /// A durable acquire ([`LockRequest::durable`](crate::LockRequest::durable)): fewer
+    /// replicas than asked confirmed the lock within the wait, so it was released again.
+    #[error("lock `{name}` reached {acknowledged} of {needed} replicas in time")]
+    NotReplicated {
+        /// The lock's name.
+        name: String,
+        /// How many replicas confirmed it.
+        acknowledged: u32,
+        /// How many were asked for.
+        needed: u32,
+    },
+
     /// A task asked for a lock it already holds; waiting for itself would never end.
     /// Opt in to re-entry with [`LockRequest::reentrant`](crate::LockRequest::reentrant).
     #[error("lock `{name}` is already held by this task")]
@@ -191,12 +203,16 @@ impl LockError {
     }
 
     /// `true` when the lock service could not decide: the server is unreachable, timed
-    /// out or failed the command, or a Redlock quorum did not answer. Worth a retry after
+    /// out or failed the command, a Redlock quorum did not answer, or the replicas did not
+    /// confirm a durable acquire. Worth a retry after
     /// a pause; an HTTP service answers 503.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Connect { .. } | Self::Backend { .. } | Self::Quorum { .. }
+            Self::Connect { .. }
+                | Self::Backend { .. }
+                | Self::Quorum { .. }
+                | Self::NotReplicated { .. }
         )
     }
 
@@ -216,6 +232,7 @@ impl LockError {
             | Self::WaitTimeout { name, .. }
             | Self::Lost { name }
             | Self::NotHeld { name }
+            | Self::NotReplicated { name, .. }
             | Self::Reentrant { name } => Some(name),
             Self::Backend { name, .. } => (!name.is_empty()).then_some(name.as_str()),
             Self::Quorum { name, .. } => name.as_deref(),

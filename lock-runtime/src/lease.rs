@@ -247,6 +247,41 @@ impl HeldLock {
         }
     }
 
+    /// Waits until `replicas` replicas have the lock (at most `wait`): a durable acquire.
+    pub(crate) async fn replicate(&self, replicas: u32, wait: Duration) -> Result<(), LockError> {
+        if self.begin(false) != State::Held {
+            return Err(LockError::Lost {
+                name: self.name().to_owned(),
+            });
+        }
+        let landed = Landed(self);
+        let sent_at = Instant::now();
+        let answer = self
+            .backend
+            .replicate(&self.keys, &self.token, self.ttl, replicas, wait)
+            .await;
+        drop(landed);
+        match answer? {
+            (Some(left), acknowledged) => {
+                self.extended(sent_at, left);
+                if acknowledged >= replicas {
+                    return Ok(());
+                }
+                Err(LockError::NotReplicated {
+                    name: self.name().to_owned(),
+                    acknowledged,
+                    needed: replicas,
+                })
+            }
+            (None, _) => {
+                self.mark_lost("the key was gone before its replicas confirmed it");
+                Err(LockError::Lost {
+                    name: self.name().to_owned(),
+                })
+            }
+        }
+    }
+
     /// Counts an operation in flight if the lock is held (for a renewal: and its lease has
     /// not run out, else it reports `Lost`); returns the state it found.
     fn begin(&self, renewal: bool) -> State {

@@ -109,6 +109,34 @@ impl Locker {
         Self::builder().cluster(urls)
     }
 
+    /// Locks on the master that the sentinels at `urls` watch as `master`; see
+    /// [`LockerBuilder::sentinel`].
+    pub fn sentinel<I>(master: &str, urls: I) -> Result<Self, LockError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::builder().sentinel(master, urls)
+    }
+
+    /// Locks on the server of an existing `redis::Client` (its address, credentials and
+    /// TLS settings; the locker opens its own connections through it, speaking RESP3).
+    pub fn from_client(client: redis::Client) -> Result<Self, LockError> {
+        Self::builder().client(client)
+    }
+
+    /// Locks through the program's own connection manager; see
+    /// [`LockerBuilder::connection`].
+    pub fn from_connection(manager: redis::aio::ConnectionManager) -> Self {
+        let settings = crate::settings::Settings::default();
+        let backend = crate::backend::redis::RedisBackend::shared(
+            manager,
+            &settings.prefix,
+            settings.timeouts(),
+        );
+        Self::new(Backend::Redis(backend), settings)
+    }
+
     /// A locker configured from the environment; see [`LockerBuilder::from_env`] for the
     /// variables.
     pub fn from_env() -> Result<Self, LockError> {

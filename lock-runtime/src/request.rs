@@ -43,6 +43,16 @@ pub struct LockRequest {
     fencing: bool,
     on_lost: OnLost,
     min_hold: Option<Duration>,
+    durable: Option<(u32, Duration)>,
+}
+
+/// [`HeldLock::replicate`], boxed behind `dyn Future` (see `driver::erased`).
+fn replicate(
+    lock: &HeldLock,
+    replicas: u32,
+    wait: Duration,
+) -> futures_util::future::BoxFuture<'_, Result<(), LockError>> {
+    Box::pin(lock.replicate(replicas, wait))
 }
 
 /// What [`LockRequest::run`] (and `#[distributed_lock]`) does when the lock is lost while
@@ -83,6 +93,7 @@ impl LockRequest {
             fencing: false,
             on_lost: OnLost::Ignore,
             min_hold: None,
+            durable: None,
         }
     }
 
@@ -158,6 +169,20 @@ impl LockRequest {
         self
     }
 
+    /// Returns the guard only once `replicas` replicas of the server have the lock,
+    /// waiting at most `wait` for them (`WAIT`); otherwise releases it again and fails with
+    /// [`LockError::NotReplicated`]. A lock that a master wrote but did not pass on before
+    /// failing over is lost in the failover; a durable lock is not (unless more replicas
+    /// fail than were waited for).
+    ///
+    /// One round trip more per acquire, on a connection of its own (`WAIT` blocks the
+    /// connection it runs on). Refused with a [`LockError::Config`] by Redlock (its
+    /// durability is the quorum) and the memory backend.
+    pub fn durable(mut self, replicas: u32, wait: Duration) -> Self {
+        self.durable = Some((replicas, wait));
+        self
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -204,6 +229,16 @@ impl LockRequest {
         .map_err(|problem| self.config_error(problem))?;
         if let Some(why) = self.fencing.then(|| backend.fencing_refusal()).flatten() {
             return Err(self.config_error(why));
+        }
+        if let Some((replicas, wait)) = self.durable {
+            if let Some(why) = backend.durable_refusal() {
+                return Err(self.config_error(why));
+            }
+            if replicas == 0 {
+                return Err(self.config_error("a durable acquire waits for at least 1 replica"));
+            }
+            millis::check("the durable wait", wait, Duration::from_millis(1))
+                .map_err(|problem| self.config_error(problem))?;
         }
         let renew_every = self.renew_interval()?;
         if let Some(min_hold) = self.min_hold {
@@ -266,7 +301,16 @@ impl LockRequest {
             (false, None) => {}
         }
         tracing::debug!(lock = %lock.name(), fencing_token = ?lock.fence(), "lock acquired");
-        Ok(LockGuard::new(lock, renew_every.is_some()))
+        let guard = LockGuard::new(lock.clone(), renew_every.is_some());
+        // Boxed: a rare step whose futures would deepen every acquire's.
+        if let Some((replicas, wait)) = self.durable
+            && let Err(error) = replicate(&lock, replicas, wait).await
+        {
+            // Cancelled meanwhile: the guard's drop releases it instead.
+            let _ = guard.release().await;
+            return Err(error);
+        }
+        Ok(guard)
     }
 
     /// Like [`acquire`](Self::acquire), but contention is `Ok(None)`: `None` when another

@@ -49,6 +49,7 @@ pub(crate) enum Target {
     Redis(String),
     Redlock(Vec<String>),
     Cluster(Vec<String>),
+    Sentinel { master: String, urls: Vec<String> },
 }
 
 impl Default for Target {

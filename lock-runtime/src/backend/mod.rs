@@ -203,6 +203,33 @@ impl Backend {
         dispatch!(self.extend_many(batch))
     }
 
+    /// Confirms that `replicas` replicas have the lock (see `RedisBackend::replicate`).
+    /// Backends without replicas are refused when the request is validated.
+    pub(crate) async fn replicate(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+        ttl: Duration,
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<(Option<Duration>, u32), LockError> {
+        match self {
+            Self::Redis(backend) => backend.replicate(keys, token, ttl, replicas, wait).await,
+            Self::Redlock(_) | Self::Memory(_) => Ok((None, 0)),
+        }
+    }
+
+    /// Why this backend cannot confirm writes on replicas, if it cannot.
+    pub(crate) fn durable_refusal(&self) -> Option<&'static str> {
+        match self {
+            Self::Redis(_) => None,
+            Self::Redlock(_) => Some(
+                "Redlock has no replicas to wait for: its durability is the quorum of independent servers",
+            ),
+            Self::Memory(_) => Some("the memory backend has no replicas to wait for"),
+        }
+    }
+
     /// The lock's current owner token, if any.
     pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
         dispatch!(self.holder(keys))

@@ -40,6 +40,32 @@ impl RedisBackend {
         }
     }
 
+    /// Locks on the master of the sentinels at `sentinels`. Does not connect.
+    pub(crate) fn sentinel(
+        master: &str,
+        sentinels: &[redis::ConnectionInfo],
+        tls: &Tls,
+        prefix: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            server: Server::sentinel(master, sentinels, tls, prefix, timeouts)?,
+            cluster: false,
+        })
+    }
+
+    /// Locks on the server of the program's own connection manager.
+    pub(crate) fn shared(
+        manager: redis::aio::ConnectionManager,
+        prefix: &str,
+        timeouts: Timeouts,
+    ) -> Self {
+        Self {
+            server: Server::shared(manager, prefix, timeouts),
+            cluster: false,
+        }
+    }
+
     /// Locks on the Redis Cluster reached through `nodes`. Does not connect.
     pub(crate) fn cluster(
         nodes: Vec<redis::ConnectionInfo>,
@@ -177,6 +203,36 @@ impl RedisBackend {
             .into_iter()
             .map(|outcome| outcome.unwrap_or(Ok(None)))
             .collect()
+    }
+
+    /// Renews `token`'s lock for `ttl` (an owner-checked write) on the durable connection,
+    /// then waits up to `wait` for `replicas` replicas to have every write so far (the
+    /// lock's, whoever made it, comes before this one in the replication stream). Returns
+    /// the lock's remaining time (`None`: not the owner's) and how many replicas confirmed.
+    pub(crate) async fn replicate(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+        ttl: Duration,
+        replicas: u32,
+        wait: Duration,
+    ) -> Result<(Option<Duration>, u32), LockError> {
+        let mut connection = self.server.durable_connection(wait).await?;
+        let name = keys.lock_name();
+        let mut invocation = crate::scripts::EXTEND.key(keys.key());
+        invocation.arg(token).arg(millis::expiry(ttl)).arg("renew");
+        let left: u64 = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|source| self.server.error(name, source))?;
+        if left == 0 {
+            return Ok((None, 0));
+        }
+        let acknowledged = self
+            .server
+            .wait_for_replicas(&mut connection, keys.slot(), replicas, wait, name)
+            .await?;
+        Ok((Some(millis::reported(left)), acknowledged))
     }
 
     pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {

@@ -6,6 +6,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionInfo, ProtocolVersion, RedisResult};
 
 use super::Timeouts;
@@ -26,12 +27,98 @@ impl std::fmt::Debug for Tls {
 }
 
 /// Where a server's connections go.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) enum Connector {
     /// One server (RESP3: notifications share the command connection).
     Single(Box<redis::Client>),
     /// A Redis Cluster, through any of these nodes.
     Cluster(Vec<ConnectionInfo>, Tls),
+    /// One server, the master that its sentinels name at the time of connecting.
+    Sentinel(Box<Sentinel>),
+    /// The program's own connection to one server: commands only (its push messages go
+    /// to the program, so nothing is subscribed on it).
+    Shared(Box<ConnectionManager>),
+}
+
+/// A master found through its sentinels.
+pub(super) struct Sentinel {
+    master: String,
+    client: tokio::sync::Mutex<SentinelClient>,
+}
+
+impl std::fmt::Debug for Sentinel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sentinel")
+            .field("master", &self.master)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sentinel {
+    /// The master `master` of the sentinels at `sentinels`. Credentials and the database
+    /// in the (first) sentinel URL are used for the sentinels and for the master.
+    pub(super) fn new(master: &str, sentinels: &[ConnectionInfo], tls: &Tls) -> RedisResult<Self> {
+        let settings = sentinels
+            .first()
+            .map(|info| info.redis_settings().clone())
+            .unwrap_or_default();
+        let secure = sentinels
+            .iter()
+            .any(|info| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }));
+        let mut builder = SentinelClientBuilder::new(
+            sentinels.iter().map(|info| info.addr().clone()),
+            master,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_protocol(ProtocolVersion::RESP3)
+        .set_client_to_redis_db(settings.db())
+        .set_client_to_redis_tcp_settings(TcpSettings::default().set_nodelay(true))
+        .set_client_to_sentinel_tcp_settings(TcpSettings::default().set_nodelay(true));
+        if let Some(username) = settings.username() {
+            builder = builder
+                .set_client_to_redis_username(username)
+                .set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder
+                .set_client_to_redis_password(password)
+                .set_client_to_sentinel_password(password);
+        }
+        if secure {
+            builder = builder
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+        }
+        #[cfg(feature = "tls-rustls")]
+        if let (true, Some(certificates)) = (secure, &tls.certificates) {
+            builder = builder
+                .set_client_to_redis_certificates(certificates.clone())
+                .set_client_to_sentinel_certificates(certificates.clone());
+        }
+        let _ = tls;
+        Ok(Self {
+            master: master.to_owned(),
+            client: tokio::sync::Mutex::new(builder.build()?),
+        })
+    }
+
+    /// A client for the current master, asking the sentinels (bounded by twice the
+    /// connect timeout).
+    pub(super) async fn master(&self, timeouts: Timeouts) -> RedisResult<redis::Client> {
+        let limit = timeouts.connect.saturating_mul(2);
+        let resolve = async { self.client.lock().await.async_get_client().await };
+        match tokio::time::timeout(limit, resolve).await {
+            Ok(client) => client,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no sentinel named the master within {limit:?}"),
+            ))),
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.master
+    }
 }
 
 /// A connection for commands.
@@ -90,17 +177,20 @@ pub(crate) fn tuned(info: ConnectionInfo) -> ConnectionInfo {
 pub(super) fn single(
     client: &redis::Client,
     timeouts: Timeouts,
-    dispatch: Dispatch,
+    dispatch: Option<Dispatch>,
 ) -> RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
+    let mut config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeouts.connect))
         .set_response_timeout(Some(timeouts.command))
-        .set_number_of_retries(0)
-        .set_push_sender(move |push| {
-            dispatch.push(push);
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .set_automatic_resubscription();
+        .set_number_of_retries(0);
+    if let Some(dispatch) = dispatch {
+        config = config
+            .set_push_sender(move |push| {
+                dispatch.push(push);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .set_automatic_resubscription();
+    }
     ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
 

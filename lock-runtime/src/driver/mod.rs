@@ -81,6 +81,12 @@ struct Live {
     runtime_id: tokio::runtime::Id,
     runtime: RuntimeAlive,
     commands: Conn,
+    /// One server: the client the connections go through (the current master, with
+    /// Sentinel).
+    client: Option<redis::Client>,
+    /// The connection of durable writes (`WAIT` blocks its connection: never the shared
+    /// one).
+    durable: OnceCell<Conn>,
     /// Cluster: the connection that carries only sharded subscriptions.
     shards: OnceCell<ClusterConnection>,
     /// Set once the inbox is subscribed on this runtime's connection (one server).
@@ -119,6 +125,38 @@ impl Server {
         Self::new(
             Connector::Single(Box::new(client)),
             address,
+            prefix,
+            timeouts,
+        )
+    }
+
+    /// The master `master` of the sentinels at `sentinels`. Does not connect.
+    pub(crate) fn sentinel(
+        master: &str,
+        sentinels: &[redis::ConnectionInfo],
+        tls: &Tls,
+        prefix: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, RedisError> {
+        let sentinel = connect::Sentinel::new(master, sentinels, tls)?;
+        let address = format!("sentinel master {}", sentinel.name());
+        Ok(Self::new(
+            Connector::Sentinel(Box::new(sentinel)),
+            address,
+            prefix,
+            timeouts,
+        ))
+    }
+
+    /// One server through the program's own connection manager.
+    pub(crate) fn shared(
+        manager: redis::aio::ConnectionManager,
+        prefix: &str,
+        timeouts: Timeouts,
+    ) -> Self {
+        Self::new(
+            Connector::Shared(Box::new(manager)),
+            "the program's connection".into(),
             prefix,
             timeouts,
         )
@@ -194,21 +232,9 @@ impl Server {
         }
         let runtime = RuntimeAlive::current()
             .ok_or_else(|| LockError::Config("lock operations need a tokio runtime".into()))?;
-        let commands = match &self.connector {
-            Connector::Single(client) => {
-                connect::single(client, self.timeouts, self.dispatch(None))
-                    .map(Conn::Single)
-                    .map_err(|source| self.error("", source))?
-            }
-            Connector::Cluster(nodes, tls) => {
-                let client = connect::cluster(nodes, tls, self.timeouts, None)
-                    .map_err(|source| self.error("", source))?;
-                let connection = connect::cluster_connection(&client, self.timeouts)
-                    .await
-                    .map_err(|source| self.error("", source))?;
-                Conn::Cluster(connection)
-            }
-        };
+        // Boxed: connecting is rare, and its futures (TLS, Cluster, Sentinel) are deep
+        // enough to overflow the layout of every future that awaits a command.
+        let (commands, client) = erased(self.connect()).await?;
         let mut lives = self.lives();
         if let Some(live) = find(&lives) {
             return Ok(live); // opened by a concurrent first command
@@ -218,6 +244,8 @@ impl Server {
             runtime_id,
             runtime,
             commands,
+            client,
+            durable: OnceCell::new(),
             shards: OnceCell::new(),
             inbox: OnceCell::new(),
             channels: tokio::sync::Mutex::default(),
@@ -231,6 +259,35 @@ impl Server {
             self.notifications.interrupt_all();
         }
         Ok(live)
+    }
+
+    /// A new command connection for the current runtime (and, on one server, its client).
+    async fn connect(&self) -> Result<(Conn, Option<redis::Client>), LockError> {
+        Ok(match &self.connector {
+            Connector::Single(client) => {
+                let manager = connect::single(client, self.timeouts, Some(self.dispatch(None)))
+                    .map_err(|source| self.error("", source))?;
+                (Conn::Single(manager), Some((**client).clone()))
+            }
+            Connector::Sentinel(sentinel) => {
+                let client = sentinel
+                    .master(self.timeouts)
+                    .await
+                    .map_err(|source| self.error("", source))?;
+                let manager = connect::single(&client, self.timeouts, Some(self.dispatch(None)))
+                    .map_err(|source| self.error("", source))?;
+                (Conn::Single(manager), Some(client))
+            }
+            Connector::Cluster(nodes, tls) => {
+                let client = connect::cluster(nodes, tls, self.timeouts, None)
+                    .map_err(|source| self.error("", source))?;
+                let connection = connect::cluster_connection(&client, self.timeouts)
+                    .await
+                    .map_err(|source| self.error("", source))?;
+                (Conn::Cluster(connection), None)
+            }
+            Connector::Shared(manager) => (Conn::Single((**manager).clone()), None),
+        })
     }
 
     fn lives(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Live>>> {
@@ -267,6 +324,63 @@ impl Server {
         Ok(self.live().await?.commands.clone())
     }
 
+    /// The current runtime's connection for durable writes: its own, because `WAIT`
+    /// blocks the connection it runs on for up to `wait`.
+    pub(crate) async fn durable_connection(&self, wait: Duration) -> Result<Conn, LockError> {
+        let live = self.live().await?;
+        let timeouts = Timeouts {
+            connect: self.timeouts.connect,
+            command: self.timeouts.command.saturating_add(wait),
+        };
+        // Boxed, like `connect`: a cold path with deep futures.
+        let connection = live
+            .durable
+            .get_or_try_init(|| erased(async {
+                match (&self.connector, &live.client) {
+                    // The program's connection is all there is (`WAIT` then blocks it).
+                    (Connector::Shared(manager), _) => Ok(Conn::Single((**manager).clone())),
+                    (Connector::Cluster(nodes, tls), _) => {
+                        let client = connect::cluster(nodes, tls, timeouts, None)?;
+                        connect::cluster_connection(&client, timeouts)
+                            .await
+                            .map(Conn::Cluster)
+                    }
+                    (_, Some(client)) => connect::single(client, timeouts, None).map(Conn::Single),
+                    (_, None) => unreachable!("one server's connection has its client"),
+                }
+            }))
+            .await
+            .map_err(|source| self.error("", source))?;
+        Ok(connection.clone())
+    }
+
+    /// `WAIT replicas wait` on `connection` (to the master of `slot` on a Cluster): how
+    /// many replicas have every write made on it so far.
+    pub(crate) async fn wait_for_replicas(
+        &self,
+        connection: &mut Conn,
+        slot: u16,
+        replicas: u32,
+        wait: Duration,
+        name: &str,
+    ) -> Result<u32, LockError> {
+        let mut command = redis::cmd("WAIT");
+        command.arg(replicas).arg(crate::millis::expiry(wait));
+        let acknowledged = match connection {
+            Conn::Cluster(cluster) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let master = Route::new(slot, SlotAddr::Master);
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                cluster
+                    .route_command(command, route)
+                    .await
+                    .and_then(|value| redis::from_redis_value(value).map_err(Into::into))
+            }
+            Conn::Single(manager) => command.query_async(manager).await,
+        };
+        acknowledged.map_err(|source| self.error(name, source))
+    }
+
     /// Runs `command`; errors name the lock `name`.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
@@ -297,7 +411,10 @@ impl Server {
     /// runtime's connection before this returns).
     pub(crate) async fn listen(&self, token: &str, name: &str) -> Result<Registration, LockError> {
         let live = self.live().await?;
-        if let Conn::Single(manager) = &live.commands {
+        if let (Conn::Single(manager), false) = (
+            &live.commands,
+            matches!(self.connector, Connector::Shared(_)),
+        ) {
             live.inbox
                 .get_or_try_init(|| async {
                     let mut manager = manager.clone();
@@ -371,9 +488,10 @@ impl Server {
         let Connector::Cluster(nodes, tls) = &self.connector else {
             unreachable!("only a cluster has a shards connection");
         };
+        // Boxed, like `connect`: a cold path with deep futures.
         let shards = live
             .shards
-            .get_or_try_init(|| async {
+            .get_or_try_init(|| erased(async {
                 let (dropped, renew) = mpsc::unbounded_channel();
                 let client = connect::cluster(
                     nodes,
@@ -389,16 +507,27 @@ impl Server {
                     renew,
                 ));
                 Ok::<_, RedisError>(connection)
-            })
+            }))
             .await?;
         Ok(shards.clone())
     }
 
+    /// Whether `source`, on a Sentinel-managed server, says the master may have moved:
+    /// demoted (`READONLY`), gone or unresponsive.
+    fn master_moved(&self, source: &RedisError) -> bool {
+        matches!(self.connector, Connector::Sentinel(_))
+            && (source.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                || source.is_connection_dropped()
+                || source.is_connection_refusal()
+                || source.is_timeout())
+    }
+
     /// What `source` means for an operation on the lock `name` (empty: none).
     pub(crate) fn error(&self, name: &str, source: RedisError) -> LockError {
-        if wedges(&source) {
-            // A connection manager whose reconnect failed this way never tries again:
-            // the next command starts a new one.
+        if wedges(&source) || self.master_moved(&source) {
+            // A connection manager whose reconnect failed this way never tries again, and
+            // a Sentinel's master may have moved: the next command starts a new one (and
+            // asks the sentinels again).
             self.lives().clear();
         }
         if is_auth_error(&source) {
@@ -418,6 +547,13 @@ impl Server {
             source,
         }
     }
+}
+
+/// `future` boxed behind `dyn Future`: the cold connection paths go through redis-rs
+/// futures (TLS, Cluster, Sentinel) deep enough that, left in the type of every future
+/// that awaits a command, they overflow the compiler's trait solving of `Send`.
+fn erased<'a, T>(future: impl Future<Output = T> + Send + 'a) -> futures_util::future::BoxFuture<'a, T> {
+    Box::pin(future)
 }
 
 /// Renews the sharded subscriptions the server dropped (the slot moved or its master
@@ -461,8 +597,10 @@ fn wedges(error: &RedisError) -> bool {
 /// handshake that failed (a wrong CA), or a client that cannot connect as configured.
 fn is_connect_failure(error: &RedisError) -> bool {
     use std::io::ErrorKind;
+    // redis-rs keeps an I/O error behind an `Arc<dyn Error>`.
     let io = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .and_then(|source| source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>())
+        .and_then(|inner| inner.downcast_ref::<std::io::Error>())
         .map(std::io::Error::kind);
     error.is_connection_refusal()
         || error.kind() == redis::ErrorKind::InvalidClientConfig
@@ -479,8 +617,12 @@ fn is_connect_failure(error: &RedisError) -> bool {
         )
 }
 
-/// A refused password or user, or a missing ACL permission.
+/// A refused password or user, or a missing ACL permission (also for a command a script
+/// runs, which the server reports as a plain error).
 fn is_auth_error(error: &RedisError) -> bool {
     error.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(error.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || error.detail().is_some_and(|detail| {
+            detail.contains("can't run this command") || detail.contains("no permissions")
+        })
 }

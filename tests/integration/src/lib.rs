@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lock_runtime::Locker;
-use lock_runtime::testing::{RedisCluster, RedisServer};
+use lock_runtime::testing::{RedisCluster, RedisServer, ValkeyServer};
 
 /// A locker on a fresh backend; keeps its `redis-server` (if any) alive and prints its log
 /// when the test panics.
@@ -31,6 +31,22 @@ impl Fixture {
             server: Some(server),
             cluster: None,
         }
+    }
+
+    /// A locker on a new private `valkey-server`, when `LOCK_TEST_VALKEY_BIN` names one
+    /// (`None` otherwise; the caller says the test is skipped).
+    pub fn valkey() -> Option<Self> {
+        let server = match ValkeyServer::start() {
+            Ok(server) => server.into_inner(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(error) => panic!("start valkey-server: {error}"),
+        };
+        let locker = Locker::redis(&server.url()).expect("locker");
+        Some(Self {
+            locker,
+            server: Some(server),
+            cluster: None,
+        })
     }
 
     /// A locker on a new private Redis Cluster (3 masters, 3 replicas).

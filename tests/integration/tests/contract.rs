@@ -1,5 +1,7 @@
-//! One contract, three backends: every behaviour here runs against a private
-//! `redis-server`, a private Redis Cluster (3 masters, 3 replicas) and the memory backend.
+//! One contract, every backend: every behaviour here runs against a private
+//! `redis-server`, a private Redis Cluster (3 masters, 3 replicas), the memory backend, and
+//! a private `valkey-server` when `LOCK_TEST_VALKEY_BIN` names one (otherwise each Valkey
+//! test says it is skipped).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +24,18 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(lock_tests_integration::Fixture::cluster()).await;
+                }
+            )*
+        }
+        mod on_valkey {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(fixture) = lock_tests_integration::Fixture::valkey() else {
+                        eprintln!("skipped: LOCK_TEST_VALKEY_BIN names no valkey-server");
+                        return;
+                    };
+                    super::$name(fixture).await;
                 }
             )*
         }

@@ -64,7 +64,6 @@ pub enum LockError {
     },
 
     /// A task asked for a lock it already holds; waiting for itself would never end.
-    /// Opt in to re-entry with [`LockRequest::reentrant`](crate::LockRequest::reentrant).
     #[error("lock `{name}` is already held by this task")]
     Reentrant {
         /// The lock's name.

@@ -262,7 +262,6 @@ impl HeldLock {
                     target: TARGET,
                     parent: span,
                     {
-                        lock.name = self.name(),
                         lock.release = how.as_str(),
                         lock.held_ms = ms(held),
                     },
@@ -368,7 +367,6 @@ impl HeldLock {
                     target: TARGET,
                     parent: &self.span,
                     {
-                        lock.name = self.name(),
                         lock.remaining_ms = ms(self.remaining()),
                     },
                     "lock renewed"

@@ -280,7 +280,6 @@ impl LockRequest {
                         target: TARGET,
                         parent: &span,
                         {
-                            lock.name = self.name,
                             error = %error,
                         },
                         "lock acquisition failed"
@@ -314,7 +313,6 @@ impl LockRequest {
             target: TARGET,
             parent: &span,
             {
-                lock.name = lock.name(),
                 lock.fencing_token = lock.fence(),
                 lock.waited_ms = ms(waited),
             },

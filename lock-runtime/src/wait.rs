@@ -265,7 +265,6 @@ impl Acquire<'_> {
             name: "lock.busy",
             target: TARGET,
             {
-                lock.name = self.keys.lock_name(),
                 lock.retry_after_ms = holder_left.map(ms),
                 lock.will_wait = waits,
             },
@@ -292,7 +291,6 @@ impl Acquire<'_> {
                 name: "lock.timeout",
                 target: TARGET,
                 {
-                    lock.name = name,
                     lock.waited_ms = ms(waited),
                     lock.retry_after_ms = retry_after.map(ms),
                 },
@@ -362,7 +360,6 @@ impl Acquire<'_> {
                         name: "lock.no_quorum",
                         target: TARGET,
                         {
-                            lock.name = self.keys.lock_name(),
                             error = %error,
                         },
                         "no quorum of servers decided; trying again"
@@ -379,14 +376,7 @@ impl Acquire<'_> {
             }
             if !queued && listener.is_some() && self.backend.queues() {
                 queued = true;
-                tracing::debug!(
-                    name: "lock.queued",
-                    target: TARGET,
-                    {
-                        lock.name = self.keys.lock_name(),
-                    },
-                    "waiting in the lock's queue"
-                );
+                tracing::debug!(name: "lock.queued", target: TARGET, "waiting in the lock's queue");
             }
             if let Some(at_us) = at_us.filter(|_| listener.is_some()) {
                 last_busy = Some(LastBusy { sent_at, at_us });
@@ -420,7 +410,6 @@ impl Acquire<'_> {
                 name: "lock.woken",
                 target: TARGET,
                 {
-                    lock.name = self.keys.lock_name(),
                     lock.by = by,
                 },
                 "waiter woken; attempting again"
@@ -441,7 +430,6 @@ impl Acquire<'_> {
             name: "lock.handed_off",
             target: TARGET,
             {
-                lock.name = self.keys.lock_name(),
                 lock.handoff_ms = latency.map(ms),
                 lock.claimed = claimed,
             },

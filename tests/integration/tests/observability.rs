@@ -49,7 +49,11 @@ fn rows() -> Vec<Row> {
                 name: unquote(cells[1]),
                 levels: cells[2].split(", ").map(unquote).collect(),
                 parent: unquote(cells[3]),
-                fields: cells[4].split(", ").map(unquote).collect(),
+                fields: cells[4]
+                    .split(", ")
+                    .map(unquote)
+                    .filter(|field| !field.is_empty())
+                    .collect(),
             }
         })
         .collect();

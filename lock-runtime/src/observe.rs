@@ -31,9 +31,10 @@ pub(crate) const DEFAULT_LABEL: &str = "unlabelled";
 /// A metrics label: a template such as `order:<id>`, or a name the user chose.
 pub(crate) type Label = Cow<'static, str>;
 
-/// A duration as fractional milliseconds, the unit of every `*_ms` field.
+/// A duration as milliseconds to the microsecond, the unit of every `*_ms` field
+/// (rounded, so that it prints as `1.428`, not `1.4278579999999998`).
 pub(crate) fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
+    (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// How an acquisition ended (`outcome` label, `lock.outcome` field).
@@ -473,5 +474,20 @@ mod metrics_on {
             assert_eq!(RENEWAL_OUTCOMES[Renewal::Failed as usize], "failed");
             assert_eq!(RENEWAL_OUTCOMES[Renewal::Refused as usize], "refused");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_print_to_the_microsecond() {
+        assert_eq!(
+            ms(Duration::from_nanos(1_427_858_412)).to_string(),
+            "1427.858"
+        );
+        assert_eq!(ms(Duration::from_micros(1_428)).to_string(), "1.428");
+        assert_eq!(ms(Duration::ZERO).to_string(), "0");
     }
 }

@@ -321,6 +321,7 @@ async fn cached(State(state): State<AppState>, Path(key): Path<String>) -> ApiRe
         .await?;
     // Check again: the request that held the lock before us may have loaded it.
     if let Some(value) = redis.get::<_, Option<String>>(&cache_key).await? {
+        lock.release().await?;
         return Ok(Json(
             json!({ "key": key, "value": value, "source": "cache" }),
         ));

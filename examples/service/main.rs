@@ -156,14 +156,34 @@ async fn main() {
         redis.describe()
     );
     axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(async {
-            // Without a signal handler the server runs until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
+        .with_graceful_shutdown(shutdown())
         .await
         .unwrap_or_else(|error| fail(error));
+    // Returning drops `redis`: a private redis-server stops with the service.
+}
+
+/// Ctrl-C or SIGTERM (`kill`, a container stopping): stop taking requests, finish those
+/// in flight. Without a signal handler the service runs until killed.
+async fn shutdown() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => drop(terminate.recv().await),
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }
 
 async fn connect(

@@ -390,3 +390,38 @@ async fn admin_endpoints_need_the_token_when_one_is_set() {
     .await;
     assert_eq!(paid[0].0, 200);
 }
+
+#[test]
+fn sigterm_stops_the_service_and_its_private_redis_server() {
+    // Broke: a `kill` (SIGTERM) ended the service without a shutdown, so the private
+    // redis-server it had started was left running.
+    let mut child = std::process::Command::new(support::example("service"))
+        .args(["--port", "0"])
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the service example");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let port: u16 = first
+        .rsplit("127.0.0.1:")
+        .next()
+        .and_then(|rest| rest.trim_end_matches([')', '\n']).parse().ok())
+        .unwrap_or_else(|| panic!("no private redis-server in {first:?}"));
+    let redis_up = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(redis_up(), "{first}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    eventually("the private redis-server has stopped", || !redis_up());
+}

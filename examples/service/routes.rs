@@ -1,10 +1,13 @@
 //! HTTP routes: the manual scenarios use the guard API here; the others call the
 //! attribute-locked service layer.
 
+use std::borrow::Cow;
+use std::error::Error;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,12 +15,17 @@ use lock_runtime::LockError;
 use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::services::{self, ReportService, ServiceError};
 
-/// Every route of the service.
+/// Every route of the service, each request in an `http.request` span.
 pub(crate) fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/locks/{*name}", get(lock_status))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
     Router::new()
         .route("/health", get(health))
         .route("/payments/{order_id}", post(process_payment))
@@ -29,33 +37,90 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/tasks/{task_id}/run", post(run_task))
         .route("/rate-limited/{user_id}", post(rate_limited))
         .route("/batches/{batch_id}", post(process_batch))
-        .route("/locks/{*name}", get(lock_status))
+        .merge(admin)
+        .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
-/// An error response: a status and `{"detail": "..."}`, as FastAPI's `HTTPException`.
+/// Runs the request in a span, so that the locks' spans and events nest in it.
+async fn request_span(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "http.request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    next.run(request).instrument(span).await
+}
+
+/// Lets through only requests with the admin token, when one is set.
+async fn admin_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.admin_token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if given == Some(&**token) {
+        next.run(request).await
+    } else {
+        ApiError::new(StatusCode::UNAUTHORIZED, "admin endpoint").into_response()
+    }
+}
+
+/// An error response: a status and `{"detail": "..."}`, as FastAPI's `HTTPException`. The
+/// detail is for the client: a few words, never Redis's error, a server address or an
+/// internal key; what went wrong inside is logged.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    detail: String,
+    detail: Cow<'static, str>,
     retry_after: Option<Duration>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status,
             detail: detail.into(),
             retry_after: None,
         }
     }
+
+    fn retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// 503: Redis did not answer (or refused, or is loading); worth a retry in a moment.
+    fn unavailable(error: &dyn Error) -> Self {
+        tracing::warn!(error = %chain(error), "Redis unavailable; answering 503");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+            .retry_after(Some(Duration::from_secs(1)))
+    }
+
+    /// 500: a failure no scenario expects (a refused password, a wrong data type...).
+    fn internal(error: &dyn Error) -> Self {
+        tracing::error!(error = %chain(error), "request failed; answering 500");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+/// An error and its causes, for the log.
+fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(status = %self.status, detail = %self.detail, "request failed");
-        }
         let mut response = (self.status, Json(json!({ "detail": self.detail }))).into_response();
         if let Some(after) = self.retry_after {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
@@ -67,28 +132,41 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A lock or Redis failure that no scenario expects: 500 (contention: 503).
+/// Contention a route did not expect: 409; Redis down: 503; anything else: 500.
 impl From<LockError> for ApiError {
     fn from(error: LockError) -> Self {
-        let status = if error.is_contention() {
-            StatusCode::SERVICE_UNAVAILABLE
+        if error.is_contention() {
+            Self::new(StatusCode::CONFLICT, "busy, please retry").retry_after(error.retry_after())
+        } else if error.is_unavailable() {
+            Self::unavailable(&error)
         } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        Self::new(status, error.to_string())
+            Self::internal(&error)
+        }
     }
 }
 
+/// The application's data store: down or unreachable is 503, anything else 500.
 impl From<redis::RedisError> for ApiError {
     fn from(error: redis::RedisError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("redis: {error}"))
+        let down = error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || matches!(error.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"));
+        if down {
+            Self::unavailable(&error)
+        } else {
+            Self::internal(&error)
+        }
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::Busy(_) => Self::new(StatusCode::CONFLICT, error.to_string()),
+            ServiceError::Busy(what, error) => {
+                Self::new(StatusCode::CONFLICT, what).retry_after(error.retry_after())
+            }
             ServiceError::OutOfStock { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, error.to_string())
             }
@@ -100,11 +178,26 @@ impl From<ServiceError> for ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
+/// 200 when both Redis connections answer (the locks' and the data's).
 async fn health(State(state): State<AppState>) -> ApiResult {
     state.locker.ping().await?;
+    let () = redis::cmd("PING")
+        .query_async::<String>(&mut state.redis.clone())
+        .await
+        .map(drop)?;
     Ok(Json(
         json!({ "instance": &*state.instance, "status": "ok" }),
     ))
+}
+
+/// The locks' metrics in Prometheus' text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4");
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// Scenario 1: process a payment once. A concurrent second click finds the lock taken
@@ -113,6 +206,7 @@ async fn process_payment(State(state): State<AppState>, Path(order_id): Path<Str
     let Some(lock) = state
         .locker
         .lock(format!("payment:{order_id}"))
+        .label("payment:<order_id>")
         .ttl(Duration::from_secs(30))
         .try_acquire()
         .await?
@@ -120,7 +214,8 @@ async fn process_payment(State(state): State<AppState>, Path(order_id): Path<Str
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("order {order_id} is already being processed"),
-        ));
+        )
+        .retry_after(Some(Duration::from_secs(1))));
     };
     let mut redis = state.redis.clone();
     let paid_key = format!("orders:{order_id}:paid_by");
@@ -194,19 +289,23 @@ async fn decrease_inventory(
     }
     match services::decrease_inventory(&state, &product_id, quantity).await {
         Ok(decrease) => Ok(Json(json!(decrease))),
-        Err(ServiceError::Busy(_)) => Err(ApiError::new(
+        Err(ServiceError::Busy(_, error)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the system is busy, please retry",
-        )),
+        )
+        .retry_after(error.retry_after())),
         Err(error) => Err(error.into()),
     }
 }
 
 /// Scenario 3: a read-through cache. On a miss, one request per key loads the value
 /// while the others wait for its lock, then find the value it stored.
+///
+/// The value of key `K` is at `cache:value:K` and its load counter at `cache:loads:K`:
+/// two prefixes, so no client key (`x:loads`, say) can name another key's counter.
 async fn cached(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult {
     let mut redis = state.redis.clone();
-    let cache_key = format!("cache:{key}");
+    let cache_key = format!("cache:value:{key}");
     if let Some(value) = redis.get::<_, Option<String>>(&cache_key).await? {
         return Ok(Json(
             json!({ "key": key, "value": value, "source": "cache" }),
@@ -215,18 +314,20 @@ async fn cached(State(state): State<AppState>, Path(key): Path<String>) -> ApiRe
     let lock = state
         .locker
         .lock(format!("cache_refresh:{key}"))
+        .label("cache_refresh:<key>")
         .ttl(Duration::from_secs(30))
         .wait(Duration::from_secs(10))
         .acquire()
         .await?;
     // Check again: the request that held the lock before us may have loaded it.
     if let Some(value) = redis.get::<_, Option<String>>(&cache_key).await? {
+        lock.release().await?;
         return Ok(Json(
             json!({ "key": key, "value": value, "source": "cache" }),
         ));
     }
     tokio::time::sleep(state.work).await; // the slow data source
-    let loads: u64 = redis.incr(format!("cache:{key}:loads"), 1).await?;
+    let loads: u64 = redis.incr(format!("cache:loads:{key}"), 1).await?;
     let value = format!("{key} v{loads}, loaded by {}", state.instance);
     let ttl_ms = u64::try_from(state.cache_ttl.as_millis()).unwrap_or(u64::MAX);
     let () = redis.pset_ex(&cache_key, &value, ttl_ms).await?;
@@ -248,6 +349,7 @@ async fn user_report(State(state): State<AppState>, Path(user_id): Path<String>)
     let lock = state
         .locker
         .lock(format!("user_report:{user_id}"))
+        .label("user_report:<user_id>")
         .ttl(Duration::from_secs(60))
         .retry(3, Duration::from_millis(100))
         .try_acquire()
@@ -287,12 +389,16 @@ async fn run_task(State(state): State<AppState>, Path(task_id): Path<String>) ->
 }
 
 /// Scenario 6: rate limiting. The lock is not released but kept for its window, so
-/// each user gets one call per window, across instances.
+/// each user gets one call per window, across instances; a refused call learns from the
+/// contention error when the window closes (`Retry-After`).
 async fn rate_limited(State(state): State<AppState>, Path(user_id): Path<String>) -> ApiResult {
-    let name = format!("rate_limit:{user_id}");
     let window = state.rate_window;
-    match state.locker.lock(&name).ttl(window).try_acquire().await? {
-        Some(lock) => {
+    let request = state
+        .locker
+        .lock(format!("rate_limit:{user_id}"))
+        .label("rate_limit:<user_id>");
+    match request.ttl(window).acquire().await {
+        Ok(lock) => {
             lock.keep();
             Ok(Json(json!({
                 "user_id": user_id,
@@ -301,27 +407,31 @@ async fn rate_limited(State(state): State<AppState>, Path(user_id): Path<String>
                 "instance": &*state.instance,
             })))
         }
-        None => {
-            let retry_after = state.locker.remaining(&name).await?.unwrap_or(window);
-            Err(ApiError {
-                retry_after: Some(retry_after),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("too many requests: one call per {} ms", window.as_millis()),
-                )
-            })
-        }
+        Err(error) if error.is_contention() => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests: one call per {} ms", window.as_millis()),
+        )
+        .retry_after(Some(error.retry_after().unwrap_or(window)))),
+        Err(error) => Err(error.into()),
     }
 }
 
-/// Scenario 7: the attribute-locked batch; already running elsewhere: 409.
+/// Scenario 7: the attribute-locked batch; already running elsewhere: 200 with the status
+/// `already_processing`, as the original answered.
 async fn process_batch(State(state): State<AppState>, Path(batch_id): Path<String>) -> ApiResult {
-    Ok(Json(json!(
-        services::process_batch(&state, &batch_id).await?
-    )))
+    Ok(Json(
+        match services::process_batch(&state, &batch_id).await? {
+            Some(batch) => json!(batch),
+            None => json!({
+                "batch_id": batch_id,
+                "status": "already_processing",
+                "message": "the batch is being processed",
+            }),
+        },
+    ))
 }
 
-/// Whether a lock is held, by anyone, and for how much longer.
+/// Admin: whether a lock is held, by anyone, and for how much longer.
 async fn lock_status(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
     let ttl = state.locker.remaining(&name).await?;
     Ok(Json(json!({

@@ -9,9 +9,9 @@ use crate::AppState;
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ServiceError {
-    /// Another instance holds the lock (after any retries).
-    #[error("busy: {0}")]
-    Busy(LockError),
+    /// Another instance holds the lock (after any retries): what is busy, for the client.
+    #[error("{0}")]
+    Busy(&'static str, LockError),
     /// The lock failed for another reason (Redis unreachable, lost lock...).
     #[error(transparent)]
     Lock(LockError),
@@ -31,7 +31,7 @@ pub(crate) enum ServiceError {
 impl From<LockError> for ServiceError {
     fn from(error: LockError) -> Self {
         if error.is_contention() {
-            Self::Busy(error)
+            Self::Busy("already in progress", error)
         } else {
             Self::Lock(error)
         }
@@ -142,14 +142,19 @@ pub(crate) async fn run_task(
 #[derive(Debug, Serialize)]
 pub(crate) struct Batch {
     batch_id: String,
+    status: &'static str,
     chunks: u32,
     instance: String,
 }
 
 /// Scenario 7: a batch, coordinated across instances, under a 600 s lock renewed while
-/// the chunks are processed.
-#[distributed_lock("batch:<batch_id>", timeout = 600, auto_renew, locker = state.locker)]
-pub(crate) async fn process_batch(state: &AppState, batch_id: &str) -> Result<Batch, ServiceError> {
+/// the chunks are processed. With `skip`, a start while another instance processes the
+/// batch returns `Ok(None)` (the original's `already_processing`), not an error.
+#[distributed_lock("batch:<batch_id>", timeout = 600, auto_renew, skip, locker = state.locker)]
+pub(crate) async fn process_batch(
+    state: &AppState,
+    batch_id: &str,
+) -> Result<Option<Batch>, ServiceError> {
     const CHUNKS: u32 = 3;
     for chunk in 0..CHUNKS {
         tokio::time::sleep(state.work).await;
@@ -159,9 +164,10 @@ pub(crate) async fn process_batch(state: &AppState, batch_id: &str) -> Result<Ba
             .hincr(format!("batches:{batch_id}"), format!("chunk:{chunk}"), 1)
             .await?;
     }
-    Ok(Batch {
+    Ok(Some(Batch {
         batch_id: batch_id.to_owned(),
+        status: "completed",
         chunks: CHUNKS,
         instance: state.instance.to_string(),
-    })
+    }))
 }

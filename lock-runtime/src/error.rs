@@ -84,7 +84,6 @@ pub enum LockError {
     },
 
     /// A task asked for a lock it already holds; waiting for itself would never end.
-    /// Opt in to re-entry with [`LockRequest::reentrant`](crate::LockRequest::reentrant).
     #[error("lock `{name}` is already held by this task")]
     Reentrant {
         /// The lock's name.
@@ -128,7 +127,7 @@ pub enum LockError {
     /// A Redis command for this lock failed (connection dropped, timeout, server error such
     /// as out of memory). The lock's state on the server is unknown; a key this owner may
     /// have set expires with its TTL and is also deleted by a best-effort cleanup.
-    #[error("a Redis command for lock `{name}` failed")]
+    #[error("a Redis command{} failed", ForLock(name))]
     Backend {
         /// The lock's name (empty for an operation on no lock, such as `ping`).
         name: String,
@@ -188,6 +187,18 @@ pub enum ServerFailure {
         /// Why.
         reason: String,
     },
+}
+
+/// ` for lock `name``, or nothing for an operation on no lock.
+struct ForLock<'a>(&'a str);
+
+impl std::fmt::Display for ForLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            "" => Ok(()),
+            name => write!(f, " for lock `{name}`"),
+        }
+    }
 }
 
 fn subject(name: Option<&str>) -> String {
@@ -262,6 +273,11 @@ mod tests {
         assert_eq!(message, "a Redis command for lock `order:42` failed");
         assert!(error.source().is_some());
         assert!(!message.contains("lock:{"), "{message}");
+        let ping = LockError::Backend {
+            name: String::new(),
+            source: io_error(),
+        };
+        assert_eq!(ping.to_string(), "a Redis command failed");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::backend::ReleaseReport;
 use crate::lease::HeldLock;
+use crate::observe::{Release, TARGET};
 use crate::{LockError, millis};
 
 /// A cheap, cloneable view of a held lock: read its name and fencing token, extend it,
@@ -113,6 +114,11 @@ impl LockHandle {
         }
         millis::check("extend(by)", by, Duration::from_millis(1)).map_err(LockError::Config)?;
         self.lock.extend(by).await
+    }
+
+    /// The lock's `lock.hold` span.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        self.lock.span()
     }
 
     /// Asks the backend whether this owner still holds the lock (one round trip).
@@ -230,7 +236,7 @@ impl LockGuard {
     pub async fn release_report(mut self) -> Result<ReleaseReport, LockError> {
         // Inline: if this future is dropped before the answer, the guard is dropped with
         // it and its `Drop` releases again (quietly, if the first release got through).
-        let report = self.handle.lock.release().await;
+        let report = self.handle.lock.release(Release::Released).await;
         self.pending = Pending::Nothing;
         report
     }
@@ -253,7 +259,11 @@ impl LockGuard {
             return self.release().await;
         };
         self.pending = Pending::KeepUntil(Instant::now() + left.min(millis::MAX));
-        let kept = self.handle.lock.release_after(left.min(millis::MAX)).await;
+        let kept = self
+            .handle
+            .lock
+            .release_after(left.min(millis::MAX), Release::MinHold)
+            .await;
         self.pending = Pending::Nothing;
         kept
     }
@@ -276,7 +286,7 @@ impl LockGuard {
     /// ```
     pub fn keep(mut self) {
         self.pending = Pending::Nothing;
-        self.handle.lock.keep();
+        self.handle.lock.keep(Release::Kept);
     }
 }
 
@@ -291,24 +301,34 @@ impl Drop for LockGuard {
             let outcome = match pending {
                 Pending::KeepUntil(until) => {
                     let left = until.saturating_duration_since(Instant::now());
-                    lock.release_after(left).await.map(drop)
+                    lock.release_after(left, Release::Dropped).await.map(drop)
                 }
-                _ => lock.release().await.map(drop),
+                _ => lock.release(Release::Dropped).await.map(drop),
             };
             if let Err(error) = outcome {
                 tracing::warn!(
-                    lock = %lock.name(),
-                    %error,
-                    "release on drop failed; the key expires with its TTL"
+                    name: "lock.release_failed",
+                    target: TARGET,
+                    parent: lock.span(),
+                    {
+                        lock.name = lock.name(),
+                        error = %error,
+                    },
+                    "release of a dropped lock guard failed; the key expires with its TTL"
                 );
             }
         });
         if !spawned {
-            self.handle.lock.keep();
             tracing::warn!(
-                lock = %self.handle.name(),
+                name: "lock.dropped_outside_runtime",
+                target: TARGET,
+                parent: self.handle.lock.span(),
+                {
+                    lock.name = self.handle.name(),
+                },
                 "lock guard dropped outside a tokio runtime; the key expires with its TTL"
             );
+            self.handle.lock.keep(Release::Abandoned);
         }
     }
 }

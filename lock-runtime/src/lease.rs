@@ -16,6 +16,11 @@
 //! them to land first, so a late one cannot lengthen a key that `release_after` just
 //! shortened; and none starts once the release began.
 //! Only this module changes a lease; the guard, the renewal task and the request read it.
+//!
+//! Being the one place that moves a lock between states, it is also the one that tells:
+//! each hold is a `lock.hold` span, from the grant to the release or loss, and its end
+//! (released and how, or lost and why) is told once, with the hold's metrics
+//! (`observability.md`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,10 +28,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Span;
 
 use crate::LockError;
 use crate::backend::{Backend, ExtendMode, ReleaseReport};
 use crate::key::LockKeys;
+use crate::observe::{Label, Lost, Meter, Release, Renewal, TARGET, ms};
 
 /// Where a held lock stands, as far as this process knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +54,17 @@ struct Lease {
     state: State,
     /// Renewals and extends of this lock in flight (a release waits for them to land).
     in_flight: u32,
+    /// Successful renewals so far.
+    renewals: u32,
+    /// Renewals that failed since the last one that did not.
+    failures: u32,
+}
+
+/// How a hold ended.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Released(Release),
+    Lost(Lost),
 }
 
 /// Everything a guard, its handles and the renewal task share about one held lock.
@@ -58,6 +76,9 @@ pub(crate) struct HeldLock {
     ttl: Duration,
     acquired_at: Instant,
     lease: watch::Sender<Lease>,
+    /// The `lock.hold` span.
+    span: Span,
+    meter: Meter,
 }
 
 impl fmt::Debug for HeldLock {
@@ -83,15 +104,34 @@ pub(crate) struct Grant {
     pub(crate) acquired_at: Instant,
     /// Until when the lock surely is held (already less the drift margin).
     pub(crate) valid_until: Instant,
+    /// The request's metrics label, and its instruments.
+    pub(crate) label: Label,
+    pub(crate) meter: Meter,
 }
 
 impl HeldLock {
+    /// A held lock; its `lock.hold` span starts here, a child of the current span.
     pub(crate) fn granted(backend: Arc<Backend>, grant: Grant) -> Arc<Self> {
         let (lease, _) = watch::channel(Lease {
             valid_until: grant.valid_until,
             state: State::Held,
             in_flight: 0,
+            renewals: 0,
+            failures: 0,
         });
+        let span = tracing::info_span!(
+            target: TARGET,
+            "lock.hold",
+            lock.name = grant.keys.lock_name(),
+            lock.label = &*grant.label,
+            lock.fencing_token = grant.fence,
+            lock.ttl_ms = ms(grant.ttl),
+            lock.held_ms = tracing::field::Empty,
+            lock.renewals = tracing::field::Empty,
+            lock.lost = tracing::field::Empty,
+            lock.release = tracing::field::Empty,
+        );
+        grant.meter.held(1.0);
         Arc::new(Self {
             backend,
             keys: grant.keys,
@@ -100,7 +140,14 @@ impl HeldLock {
             ttl: grant.ttl,
             acquired_at: grant.acquired_at,
             lease,
+            span,
+            meter: grant.meter,
         })
+    }
+
+    /// The `lock.hold` span.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
     }
 
     pub(crate) fn keys(&self) -> &LockKeys {
@@ -184,8 +231,8 @@ impl HeldLock {
         }
     }
 
-    /// Marks the lease lost (once, and only while held) and logs it.
-    pub(crate) fn mark_lost(&self, why: &str) {
+    /// Marks the lease lost (once, and only while held) and tells.
+    fn mark_lost(&self, reason: Lost) {
         let changed = self.lease.send_if_modified(|lease| {
             let held = lease.state == State::Held;
             if held {
@@ -194,7 +241,48 @@ impl HeldLock {
             held
         });
         if changed {
-            tracing::warn!(lock = %self.name(), why, "distributed lock lost");
+            self.ended(End::Lost(reason));
+        }
+    }
+
+    /// Tells how the hold ended: called once per lock, on its move to `Lost` or
+    /// `Released` (or, never settled, when it is dropped).
+    fn ended(&self, end: End) {
+        let held = self.acquired_at.elapsed();
+        let renewals = self.lease.borrow().renewals;
+        let span = &self.span;
+        span.record("lock.held_ms", ms(held));
+        span.record("lock.renewals", renewals);
+        span.record("lock.lost", matches!(end, End::Lost(_)));
+        match end {
+            End::Released(how) => {
+                span.record("lock.release", how.as_str());
+                self.meter.hold_ended(held, None);
+                tracing::debug!(
+                    name: "lock.released",
+                    target: TARGET,
+                    parent: span,
+                    {
+                        lock.release = how.as_str(),
+                        lock.held_ms = ms(held),
+                    },
+                    "lock released"
+                );
+            }
+            End::Lost(reason) => {
+                self.meter.hold_ended(held, Some(reason));
+                tracing::warn!(
+                    name: "lock.lost",
+                    target: TARGET,
+                    parent: span,
+                    {
+                        lock.name = self.name(),
+                        lock.reason = reason.as_str(),
+                        lock.held_ms = ms(held),
+                    },
+                    "distributed lock lost: {reason}"
+                );
+            }
         }
     }
 
@@ -239,7 +327,7 @@ impl HeldLock {
                 Ok(())
             }
             None => {
-                self.mark_lost("extend found the key expired or owned by someone else");
+                self.mark_lost(Lost::ExtendRefused);
                 Err(LockError::Lost {
                     name: self.name().to_owned(),
                 })
@@ -274,7 +362,7 @@ impl HeldLock {
                 })
             }
             (None, _) => {
-                self.mark_lost("the key was gone before its replicas confirmed it");
+                self.mark_lost(Lost::ExtendRefused);
                 Err(LockError::Lost {
                     name: self.name().to_owned(),
                 })
@@ -309,13 +397,13 @@ impl HeldLock {
         });
     }
 
-    /// Starts a renewal: marks it in flight, unless the lock is no longer held (or its
+    /// Starts a renewal: counts it in flight, unless the lock is no longer held (or its
     /// lease ran out, which marks it lost). Returns the lease's end to retry until.
     pub(crate) fn renewal_begins(&self) -> Option<Instant> {
         match self.begin(true) {
             State::Held => Some(self.lease.borrow().valid_until),
             State::Lost => {
-                self.mark_lost("the lease ran out while renewals failed");
+                self.mark_lost(Lost::LeaseExpired);
                 None
             }
             State::Releasing | State::Released => None,
@@ -329,18 +417,65 @@ impl HeldLock {
         sent_at: Instant,
         answer: &Result<Option<Duration>, LockError>,
     ) -> bool {
-        self.landed();
+        let mut failures = 0;
+        self.lease.send_modify(|lease| {
+            lease.in_flight = lease.in_flight.saturating_sub(1);
+            match answer {
+                Ok(Some(_)) => {
+                    lease.renewals += 1;
+                    lease.failures = 0;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    lease.failures += 1;
+                    failures = lease.failures;
+                }
+            }
+        });
         match answer {
             Ok(Some(left)) => {
+                self.meter.renewal(Renewal::Renewed);
                 self.extended(sent_at, *left);
+                tracing::trace!(
+                    name: "lock.renewed",
+                    target: TARGET,
+                    parent: &self.span,
+                    {
+                        lock.remaining_ms = ms(self.remaining()),
+                    },
+                    "lock renewed"
+                );
                 self.state() == State::Held
             }
             Ok(None) => {
-                self.mark_lost("renewal found the key expired or owned by someone else");
+                self.meter.renewal(Renewal::Refused);
+                self.mark_lost(Lost::RenewalRefused);
                 false
             }
             Err(error) => {
-                tracing::warn!(lock = %self.name(), %error, "lock renewal failed; retrying");
+                self.meter.renewal(Renewal::Failed);
+                // Loud once per outage of this lock, quiet for its retries.
+                macro_rules! failed {
+                    ($level:ident) => {
+                        tracing::$level!(
+                            name: "lock.renewal_failed",
+                            target: TARGET,
+                            parent: &self.span,
+                            {
+                                lock.name = self.name(),
+                                lock.failures = failures,
+                                lock.remaining_ms = ms(self.remaining()),
+                                error = %error,
+                            },
+                            "lock renewal failed; retrying while the lease lasts"
+                        )
+                    };
+                }
+                if failures == 1 {
+                    failed!(warn);
+                } else {
+                    failed!(debug);
+                }
                 self.state() == State::Held
             }
         }
@@ -352,19 +487,23 @@ impl HeldLock {
         self.landed();
     }
 
-    /// Gives the lock up without a server call (the key expires with its TTL).
-    pub(crate) fn keep(&self) {
-        self.finish(State::Released);
+    /// Gives the lock up without a server call (the key expires with its TTL); `how`:
+    /// kept on purpose, or not released for want of a runtime.
+    pub(crate) fn keep(&self, how: Release) {
+        self.finish(how);
     }
 
-    fn finish(&self, to: State) {
-        self.lease.send_if_modified(|lease| {
+    fn finish(&self, how: Release) {
+        let changed = self.lease.send_if_modified(|lease| {
             let open = matches!(lease.state, State::Held | State::Releasing);
             if open {
-                lease.state = to;
+                lease.state = State::Released;
             }
             open
         });
+        if changed {
+            self.ended(End::Released(how));
+        }
     }
 
     /// Moves to `Releasing` and waits (bounded) for a renewal in flight to land. Returns
@@ -387,16 +526,15 @@ impl HeldLock {
     }
 
     /// Deletes the key (or hands it to the next waiter) if this owner still holds it.
-    /// A key found gone or taken marks the lease lost and logs it, unless an earlier,
-    /// cancelled release may have removed it.
-    pub(crate) async fn release(&self) -> Result<ReleaseReport, LockError> {
+    /// A key found gone or taken marks the lease lost and tells, unless an earlier,
+    /// cancelled release may have removed it. `how`: asked for, or by a dropped guard.
+    pub(crate) async fn release(&self, how: Release) -> Result<ReleaseReport, LockError> {
         let first = self.begin_release().await;
         let report = self.backend.release(&self.keys, &self.token).await;
         match &report {
-            Ok(report) if !report.held && first => {
-                self.mark_releasing_lost("at release the key had expired or had another owner");
-            }
-            Ok(_) => self.finish(State::Released),
+            Ok(report) if !report.held && first => self.mark_releasing_lost(),
+            Ok(_) => self.finish(how),
+            // Told by whoever sees the error; the hold ends when the lock is dropped.
             Err(_) => {}
         }
         report
@@ -404,21 +542,25 @@ impl HeldLock {
 
     /// Keeps the key until `left` from now (at least 1 ms: never deletes it), then lets
     /// it expire; reports whether this owner still held it.
-    pub(crate) async fn release_after(&self, left: Duration) -> Result<bool, LockError> {
+    pub(crate) async fn release_after(
+        &self,
+        left: Duration,
+        how: Release,
+    ) -> Result<bool, LockError> {
         let first = self.begin_release().await;
         let kept = self
             .backend
             .extend(&self.keys, &self.token, left, ExtendMode::Set)
             .await?;
         if kept.is_some() || !first {
-            self.finish(State::Released);
+            self.finish(how);
         } else {
-            self.mark_releasing_lost("at release the key had expired or had another owner");
+            self.mark_releasing_lost();
         }
         Ok(kept.is_some())
     }
 
-    fn mark_releasing_lost(&self, why: &str) {
+    fn mark_releasing_lost(&self) {
         let changed = self.lease.send_if_modified(|lease| {
             let open = matches!(lease.state, State::Held | State::Releasing);
             if open {
@@ -427,7 +569,16 @@ impl HeldLock {
             open
         });
         if changed {
-            tracing::warn!(lock = %self.name(), why, "distributed lock lost");
+            self.ended(End::Lost(Lost::GoneAtRelease));
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    /// A hold that never settled (its release failed, or never ran) ends here.
+    fn drop(&mut self) {
+        if matches!(self.state(), State::Held | State::Releasing) {
+            self.ended(End::Released(Release::Abandoned));
         }
     }
 }

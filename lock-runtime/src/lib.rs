@@ -39,9 +39,18 @@
 //! `lock:{order:42}:released` the channel its release is published on. The hash tag keeps
 //! all three in one Redis Cluster slot.
 //!
+//! # Observability
+//!
+//! Each acquisition is a `lock.acquire` span and each held lock a `lock.hold` span (level
+//! `INFO`, target `lock_runtime`), with events for contention, queueing, hand-off, renewal
+//! failure, loss and release; with the `metrics` feature, counters, histograms and gauges
+//! labelled by the lock's [`label`](LockRequest::label), never its name. The
+//! [`observability`] page lists every span, event, field and metric.
+//!
 //! # Features
 //!
 //! - `macros` (default): re-exports the `#[distributed_lock]` attribute.
+//! - `metrics`: the metrics of [`observability`], on the `metrics` 0.24 facade.
 //! - `testing`: the [`testing`] module, a private `redis-server` for tests.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -59,6 +68,7 @@ mod lease;
 mod locker;
 mod millis;
 mod notify;
+mod observe;
 mod queue;
 mod renew;
 mod request;
@@ -79,6 +89,8 @@ pub mod __private;
 /// [`Locker::from_client`], [`LockerBuilder::client`], TLS certificates and the `source()`
 /// of errors: use it rather than your own dependency on `redis`, so the types match.
 pub use redis;
+#[doc = include_str!("observability.md")]
+pub mod observability {}
 
 #[doc = include_str!("distributed_lock.md")]
 #[cfg(feature = "macros")]

@@ -16,6 +16,8 @@
 //!   the release.
 //! - A failed renewal is retried every quarter interval until the lease runs out; then,
 //!   or when the key is found gone or taken, the lease is marked lost (`lost()` fires).
+//! - Each lock's renewals are told by its lease (`lock.renewed`, `lock.renewal_failed`,
+//!   in its `lock.hold` span); each answered batch by a `lock.renewal_batch` event.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, Renewal};
 use crate::lease::HeldLock;
+use crate::observe::{TARGET, ms};
 use crate::runtime::RuntimeAlive;
 
 /// The shortest pause between renewal attempts after a failure.
@@ -261,9 +264,30 @@ async fn renew_batch(backend: &Backend, batch: &[((Instant, u64), Entry)]) -> Ve
         .collect();
     let sent_at = Instant::now();
     let outcomes = backend.extend_many(&renewals).await;
+    let round_trip = sent_at.elapsed();
     drop(renewals);
     // Answered: `renewal_ends` settles every lock below.
     in_flight.0.clear();
+    let (mut renewed, mut failed, mut refused) = (0_usize, 0_usize, 0_usize);
+    for outcome in &outcomes {
+        match outcome {
+            Ok(Some(_)) => renewed += 1,
+            Ok(None) => refused += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    tracing::trace!(
+        name: "lock.renewal_batch",
+        target: TARGET,
+        {
+            lock.count = live.len(),
+            lock.renewed = renewed,
+            lock.failed = failed,
+            lock.refused = refused,
+            lock.round_trip_ms = ms(round_trip),
+        },
+        "renewal batch answered"
+    );
     for ((index, lock, valid_until), outcome) in live.iter().zip(outcomes) {
         if !lock.renewal_ends(sent_at, &outcome) {
             continue;

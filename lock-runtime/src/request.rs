@@ -1,13 +1,17 @@
 //! The request builder returned by [`Locker::lock`](crate::Locker::lock).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
+
+use tracing::Instrument;
 
 use crate::current;
 use crate::guard::{LockGuard, LockHandle};
 use crate::key::LockKeys;
 use crate::lease::{Grant, HeldLock};
-use crate::wait::{Acquire, WaitPolicy};
+use crate::observe::{Acquisition, DEFAULT_LABEL, Label, Outcome, TARGET, ms};
+use crate::wait::{Acquire, WaitPolicy, Won};
 use crate::{LockError, Locker, millis};
 
 /// A lock request: set the TTL, the wait policy, renewal and fencing, then
@@ -44,6 +48,7 @@ pub struct LockRequest {
     on_lost: OnLost,
     min_hold: Option<Duration>,
     durable: Option<(u32, Duration)>,
+    label: Option<Label>,
 }
 
 /// [`HeldLock::replicate`], boxed behind `dyn Future` (see `driver::erased`).
@@ -94,6 +99,7 @@ impl LockRequest {
             on_lost: OnLost::Ignore,
             min_hold: None,
             durable: None,
+            label: None,
         }
     }
 
@@ -183,6 +189,27 @@ impl LockRequest {
         self
     }
 
+    /// The label of this request's metrics (feature `metrics`) and spans, standing for
+    /// the lock's kind: its name's template (`"order:<id>"`, which is what
+    /// `#[distributed_lock]` passes) or any fixed name. Default: `"unlabelled"`.
+    ///
+    /// Metrics are labelled with it and never with the lock's name: names take unbounded
+    /// values (`order:1`, `order:2`, ...), and every value of a label is a time series to
+    /// the metrics backend. So a label must come from a small, fixed set; never build
+    /// one from a request's data. See [`observability`](crate::observability).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// let locker = lock_runtime::Locker::memory();
+    /// let order_id = 42;
+    /// let guard = locker.lock(format!("order:{order_id}")).label("order:<id>").acquire().await?;
+    /// # drop(guard); Ok(()) }
+    /// ```
+    pub fn label(mut self, label: impl Into<Cow<'static, str>>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -203,8 +230,7 @@ impl LockRequest {
         }
         if interval >= self.ttl {
             return Err(self.config_error(format_args!(
-                "the renew interval ({interval:?}) must be shorter than the TTL ({:?}); \
-                 a third of the TTL is a good choice",
+                "the renew interval ({interval:?}) is not shorter than the TTL ({:?})",
                 self.ttl
             )));
         }
@@ -246,8 +272,8 @@ impl LockRequest {
                 .map_err(|problem| self.config_error(problem))?;
             if renew_every.is_none() && min_hold > self.ttl {
                 return Err(self.config_error(format_args!(
-                    "min_hold ({min_hold:?}) is longer than the TTL ({:?}), so the lock would \
-                     expire first; raise the TTL or auto-renew the lock",
+                    "min_hold ({min_hold:?}) is longer than the TTL ({:?}) of a lock that is \
+                     not renewed",
                     self.ttl
                 )));
             }
@@ -267,23 +293,38 @@ impl LockRequest {
     /// dropped while an attempt is in flight (the server may have set the key) or while it
     /// waits in the lock's queue, a release of this request's token is spawned; it also
     /// takes the request out of the queue and passes on a lock handed to it meanwhile.
-    pub async fn acquire(self) -> Result<LockGuard, LockError> {
-        let (keys, renew_every) = self.validate()?;
-        let token = crate::token::next();
-        let backend = self.locker.backend();
-        let won = Acquire {
-            backend,
-            keys: &keys,
-            token: &token,
-            ttl: self.ttl,
-            fencing: self.fencing,
-            policy: self.policy,
-            poll_interval: self.locker.poll_interval(),
-        }
-        .run()
-        .await?;
+    ///
+    /// Observability: a `lock.acquire` span covers the acquisition and records its
+    /// outcome; a granted lock's `lock.hold` span starts here, a child of the current
+    /// span, and lasts until it is released or lost.
+    pub async fn acquire(mut self) -> Result<LockGuard, LockError> {
+        let label = self.label.take().unwrap_or(Cow::Borrowed(DEFAULT_LABEL));
+        let observed = Acquisition::start(&self.name, &label, &self.policy);
+        let span = observed.span().clone();
+        let acquired = self.acquire_in(&observed).instrument(span.clone()).await;
+        let outcome = acquired
+            .as_ref()
+            .map_or_else(Outcome::of_error, |_| Outcome::Acquired);
+        let (meter, waited) = observed.finish(outcome);
+        let (keys, renew_every, won) = match acquired {
+            Ok(acquired) => acquired,
+            Err(error) => {
+                if outcome == Outcome::Error {
+                    tracing::debug!(
+                        name: "lock.failed",
+                        target: TARGET,
+                        parent: &span,
+                        {
+                            error = %error,
+                        },
+                        "lock acquisition failed"
+                    );
+                }
+                return Err(error);
+            }
+        };
         let lock = HeldLock::granted(
-            backend.clone(),
+            self.locker.backend().clone(),
             Grant {
                 keys,
                 token: won.token,
@@ -291,6 +332,8 @@ impl LockRequest {
                 ttl: self.ttl,
                 acquired_at: won.acquired_at,
                 valid_until: won.valid_until,
+                label,
+                meter,
             },
         );
         let renewer = self.locker.renewer();
@@ -300,7 +343,16 @@ impl LockRequest {
             (false, Some(every)) => renewer.register(&lock, won.sent_at + every, Some(every)),
             (false, None) => {}
         }
-        tracing::debug!(lock = %lock.name(), fencing_token = ?lock.fence(), "lock acquired");
+        tracing::debug!(
+            name: "lock.acquired",
+            target: TARGET,
+            parent: &span,
+            {
+                lock.fencing_token = lock.fence(),
+                lock.waited_ms = ms(waited),
+            },
+            "lock acquired"
+        );
         let guard = LockGuard::new(lock.clone(), renew_every.is_some());
         // Boxed: a rare step whose futures would deepen every acquire's.
         if let Some((replicas, wait)) = self.durable
@@ -311,6 +363,28 @@ impl LockRequest {
             return Err(error);
         }
         Ok(guard)
+    }
+
+    /// Checks the request and acquires the lock per its policy.
+    async fn acquire_in(
+        &self,
+        observed: &Acquisition,
+    ) -> Result<(LockKeys, Option<Duration>, Won), LockError> {
+        let (keys, renew_every) = self.validate()?;
+        let token = crate::token::next();
+        let won = Acquire {
+            backend: self.locker.backend(),
+            keys: &keys,
+            token: &token,
+            ttl: self.ttl,
+            fencing: self.fencing,
+            policy: self.policy,
+            poll_interval: self.locker.poll_interval(),
+            observed,
+        }
+        .run()
+        .await?;
+        Ok((keys, renew_every, won))
     }
 
     /// Like [`acquire`](Self::acquire), but contention is `Ok(None)`: `None` when another
@@ -369,9 +443,10 @@ impl LockRequest {
         let (on_lost, min_hold) = (self.on_lost, self.min_hold);
         let guard = self.acquire().await?;
         let handle = guard.handle();
+        let hold = handle.span().clone();
         let work = work(handle.clone());
         let output = match on_lost {
-            OnLost::Ignore => Some(current::scope(handle.clone(), work).await),
+            OnLost::Ignore => Some(current::scope(handle.clone(), work).instrument(hold).await),
             OnLost::Abort => {
                 let lost = handle.lost();
                 current::scope(handle.clone(), async move {
@@ -381,6 +456,7 @@ impl LockRequest {
                         output = work => Some(output),
                     }
                 })
+                .instrument(hold)
                 .await
             }
         };
@@ -394,9 +470,18 @@ impl LockRequest {
             Some(min_hold) => guard.release_after(min_hold).await,
             None => guard.release().await,
         };
-        // A lock found lost at release is logged by the guard; a failed release here.
+        // A lock found lost at release is told by its lease; a failed release here.
         if let Err(error) = released {
-            tracing::warn!(lock = %handle.name(), %error, "release after the work failed; the key expires with its TTL");
+            tracing::warn!(
+                name: "lock.release_failed",
+                target: TARGET,
+                parent: handle.span(),
+                {
+                    lock.name = handle.name(),
+                    error = %error,
+                },
+                "release after the work failed; the key expires with its TTL"
+            );
         }
         Ok(output)
     }

@@ -15,7 +15,11 @@
 //!   its token, which takes it out of the queue and passes on a lock handed to it.
 //! - Redlock has no queue: every attempt uses a fresh token, waiters hear frees on the
 //!   lock's channel, and a missing quorum is retried with jitter until the deadline.
+//! - Each step is told inside the request's `lock.acquire` span (`observability.md`):
+//!   busy, queued, woken, handed off, no quorum, timed out; the request counts in
+//!   `lock.waiters` from its first busy attempt on, when it is to wait.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +29,8 @@ use crate::LockError;
 use crate::backend::{Attempt, Backend, Listener, Remaining, Request};
 use crate::key::LockKeys;
 use crate::notify::Event;
-use crate::queue::{QueueSpec, trust_handoff};
+use crate::observe::{Acquisition, TARGET, ms};
+use crate::queue::{Handoff, QueueSpec, trust_handoff};
 
 /// How a request behaves when another owner holds the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,17 @@ pub(crate) enum WaitPolicy {
     Wait(Duration),
     /// Try `1 + times` times with `delay` between the tries (no notifications, no queue).
     Retry { times: u32, delay: Duration },
+}
+
+/// As the `lock.wait` field shows it: `none`, `wait 2s`, `retry 5 x 200ms`.
+impl fmt::Display for WaitPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Wait(budget) if budget.is_zero() => f.write_str("none"),
+            Self::Wait(budget) => write!(f, "wait {budget:?}"),
+            Self::Retry { times, delay } => write!(f, "retry {times} x {delay:?}"),
+        }
+    }
 }
 
 /// An acquisition to carry out.
@@ -48,6 +64,8 @@ pub(crate) struct Acquire<'a> {
     pub(crate) policy: WaitPolicy,
     /// The longest sleep between attempts when no notification comes.
     pub(crate) poll_interval: Duration,
+    /// Its span and metrics.
+    pub(crate) observed: &'a Acquisition,
 }
 
 /// A successful acquisition.
@@ -95,15 +113,23 @@ impl Drop for Cleanup<'_> {
         let keys = self.keys.clone();
         crate::runtime::spawn_tracked(async move {
             match backend.release(&keys, &token).await {
-                Ok(report) if report.held => tracing::debug!(
-                    lock = %keys.lock_name(),
-                    "passed on the lock of a cancelled or given-up acquire"
+                Ok(report) => tracing::debug!(
+                    name: "lock.cleanup",
+                    target: TARGET,
+                    {
+                        lock.name = keys.lock_name(),
+                        lock.passed_on = report.held,
+                    },
+                    "a given-up or cancelled acquisition left the queue"
                 ),
-                Ok(_) => {}
                 Err(error) => tracing::debug!(
-                    lock = %keys.lock_name(),
-                    %error,
-                    "cleanup of a cancelled or given-up acquire failed; its key or queue entry expires"
+                    name: "lock.cleanup",
+                    target: TARGET,
+                    {
+                        lock.name = keys.lock_name(),
+                        error = %error,
+                    },
+                    "cleanup of a given-up or cancelled acquisition failed; its key or queue entry expires"
                 ),
             }
         });
@@ -115,6 +141,28 @@ impl Drop for Cleanup<'_> {
 struct LastBusy {
     sent_at: Instant,
     at_us: u64,
+}
+
+impl LastBusy {
+    /// When the release that sent `handoff` ran, on this process's clock: the server's
+    /// clock difference since this attempt, from when it was sent. Early by at most the
+    /// attempt's round trip; never before the attempt nor after now.
+    fn release_time(&self, handoff: &Handoff) -> Instant {
+        let since = Duration::from_micros(handoff.at_us.saturating_sub(self.at_us));
+        (self.sent_at + since).min(Instant::now())
+    }
+}
+
+/// Why a waiter's sleep ended.
+#[derive(Debug)]
+enum Woken {
+    /// Its time was up (the poll interval, the holder's expiry or the deadline).
+    Timer,
+    /// A free or an interruption of the notifications: attempt now.
+    Notified(&'static str),
+    /// A release handed the lock to it, at this instant (estimated); `Some` when the
+    /// message could be trusted as the lock.
+    Handoff(Option<Won>, Option<Instant>),
 }
 
 impl Acquire<'_> {
@@ -193,6 +241,9 @@ impl Acquire<'_> {
                 )) => remaining = left,
                 Err((Attempt::Won { .. }, _)) => unreachable!("a won attempt is Ok"),
             }
+            if number == 0 {
+                self.busy_first(remaining, times > 0);
+            }
             if number < times {
                 tokio::time::sleep(delay).await;
             }
@@ -208,6 +259,22 @@ impl Acquire<'_> {
         }
     }
 
+    /// The first attempt found the lock held; the request waits from now on if `waits`.
+    fn busy_first(&self, holder_left: Option<Duration>, waits: bool) {
+        tracing::debug!(
+            name: "lock.busy",
+            target: TARGET,
+            {
+                lock.retry_after_ms = holder_left.map(ms),
+                lock.will_wait = waits,
+            },
+            "lock held by another owner"
+        );
+        if waits {
+            self.observed.waiting();
+        }
+    }
+
     /// The contention error, with the holder's remaining time (asked for when unknown).
     async fn busy(&self, started: Instant, waited: bool, remaining: Option<Duration>) -> LockError {
         let retry_after = match remaining {
@@ -219,9 +286,19 @@ impl Acquire<'_> {
         };
         let name = self.keys.lock_name().to_owned();
         if waited {
+            let waited = started.elapsed();
+            tracing::debug!(
+                name: "lock.timeout",
+                target: TARGET,
+                {
+                    lock.waited_ms = ms(waited),
+                    lock.retry_after_ms = retry_after.map(ms),
+                },
+                "gave up waiting: the lock stayed held by another owner"
+            );
             LockError::WaitTimeout {
                 name,
-                waited: started.elapsed(),
+                waited,
                 retry_after,
             }
         } else {
@@ -234,8 +311,12 @@ impl Acquire<'_> {
             Ok(listener) => Some(listener),
             Err(error) => {
                 tracing::warn!(
-                    lock = %self.keys.lock_name(),
-                    %error,
+                    name: "lock.listen_failed",
+                    target: TARGET,
+                    {
+                        lock.name = self.keys.lock_name(),
+                        error = %error,
+                    },
                     "cannot listen for releases; polling instead"
                 );
                 None
@@ -250,12 +331,21 @@ impl Acquire<'_> {
         let mut cleanup = self.cleanup();
         let mut listener: Option<Listener> = None;
         let mut last_busy: Option<LastBusy> = None;
+        let (mut busy_seen, mut queued) = (false, false);
+        // A hand-off message was heard that did not make the lock ours by itself: when
+        // (estimated) the release ran.
+        let mut handed_off: Option<Option<Instant>> = None;
         for number in 0_u32.. {
             let (holder_left, sent_at, at_us) = match self
                 .attempt(number, listener.as_ref(), &spec, &mut cleanup)
                 .await
             {
-                Ok(Ok(won)) => return Ok(won),
+                Ok(Ok(won)) => {
+                    if let Some(released_at) = handed_off {
+                        self.handed_off(released_at, true);
+                    }
+                    return Ok(won);
+                }
                 Ok(Err((Attempt::Busy { remaining, at_us }, sent_at))) => {
                     (remaining, sent_at, at_us)
                 }
@@ -266,12 +356,28 @@ impl Acquire<'_> {
                     if Instant::now() >= deadline {
                         return Err(error);
                     }
+                    tracing::debug!(
+                        name: "lock.no_quorum",
+                        target: TARGET,
+                        {
+                            error = %error,
+                        },
+                        "no quorum of servers decided; trying again"
+                    );
                     let pause = jitter(self.poll_interval.min(deadline - Instant::now()) / 2);
                     tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
                     continue;
                 }
                 Err(error) => return Err(error),
             };
+            if !busy_seen {
+                busy_seen = true;
+                self.busy_first(holder_left, !budget.is_zero());
+            }
+            if !queued && listener.is_some() && self.backend.queues() {
+                queued = true;
+                tracing::debug!(name: "lock.queued", target: TARGET, "waiting in the lock's queue");
+            }
             if let Some(at_us) = at_us.filter(|_| listener.is_some()) {
                 last_busy = Some(LastBusy { sent_at, at_us });
             }
@@ -286,12 +392,49 @@ impl Acquire<'_> {
             }
             let nap = holder_left.map_or(self.poll_interval, |left| left.min(self.poll_interval));
             let wake = (now + nap + jitter(nap)).min(deadline);
-            if let Some(won) = self.sleep(wake, listener.as_mut(), last_busy, &spec).await {
-                cleanup.disarm();
-                return Ok(won);
-            }
+            let woken = self.sleep(wake, listener.as_mut(), last_busy, &spec).await;
+            let by = match woken {
+                Woken::Handoff(Some(won), released_at) => {
+                    cleanup.disarm();
+                    self.handed_off(released_at, false);
+                    return Ok(won);
+                }
+                Woken::Handoff(None, released_at) => {
+                    handed_off = Some(released_at);
+                    "untrusted_handoff"
+                }
+                Woken::Notified(by) => by,
+                Woken::Timer => "timer",
+            };
+            tracing::trace!(
+                name: "lock.woken",
+                target: TARGET,
+                {
+                    lock.by = by,
+                },
+                "waiter woken; attempting again"
+            );
         }
         unreachable!("the attempts loop only ends by returning")
+    }
+
+    /// The lock came by a hand-off from a release that ran at `released_at` (unknown on
+    /// the memory backend, whose hand-offs are in-process); `claimed`: by a queued
+    /// attempt, not by trusting the message.
+    fn handed_off(&self, released_at: Option<Instant>, claimed: bool) {
+        let latency = released_at.map(|at| at.elapsed());
+        if let Some(latency) = latency {
+            self.observed.handed_off(latency);
+        }
+        tracing::debug!(
+            name: "lock.handed_off",
+            target: TARGET,
+            {
+                lock.handoff_ms = latency.map(ms),
+                lock.claimed = claimed,
+            },
+            "a release handed the lock over"
+        );
     }
 
     /// Sleeps until `wake` or a notification; returns the lock when a trusted hand-off
@@ -302,33 +445,42 @@ impl Acquire<'_> {
         listener: Option<&mut Listener>,
         last_busy: Option<LastBusy>,
         spec: &QueueSpec,
-    ) -> Option<Won> {
+    ) -> Woken {
         let Some(listener) = listener else {
             tokio::time::sleep_until(wake).await;
-            return None;
+            return Woken::Timer;
         };
         let event = tokio::select! {
             event = listener.registration.next() => event,
-            () = tokio::time::sleep_until(wake) => return None,
+            () = tokio::time::sleep_until(wake) => return Woken::Timer,
         };
-        let Event::Handoff(handoff) = event else {
-            return None; // free or interrupted: attempt now
+        let handoff = match event {
+            Event::Handoff(handoff) => handoff,
+            Event::Free => return Woken::Notified("free"),
+            Event::Interrupted => return Woken::Notified("interrupted"),
         };
-        let last_busy = last_busy?;
+        let Some(last_busy) = last_busy else {
+            return Woken::Handoff(None, None);
+        };
+        // The memory backend's clock counts operations, not microseconds.
+        let released_at = (!matches!(**self.backend, Backend::Memory(_)))
+            .then(|| last_busy.release_time(&handoff));
         let claim_until = last_busy.sent_at + spec.claim_within;
         let left = claim_until.saturating_duration_since(Instant::now());
         let fenced = !self.fencing || handoff.fence > 0;
         if !fenced || !trust_handoff(&handoff, last_busy.at_us, left, spec.claim_within) {
-            return None; // the next (queued) attempt claims it if it is still ours
+            // The next (queued) attempt claims it if it is still ours.
+            return Woken::Handoff(None, released_at);
         }
-        Some(Won {
+        let won = Won {
             token: self.token.to_owned(),
             fence: self.fencing.then_some(handoff.fence),
             sent_at: last_busy.sent_at,
             acquired_at: Instant::now(),
             valid_until: claim_until,
             needs_claim: true,
-        })
+        };
+        Woken::Handoff(Some(won), released_at)
     }
 }
 

@@ -335,20 +335,24 @@ impl Server {
         // Boxed, like `connect`: a cold path with deep futures.
         let connection = live
             .durable
-            .get_or_try_init(|| erased(async {
-                match (&self.connector, &live.client) {
-                    // The program's connection is all there is (`WAIT` then blocks it).
-                    (Connector::Shared(manager), _) => Ok(Conn::Single((**manager).clone())),
-                    (Connector::Cluster(nodes, tls), _) => {
-                        let client = connect::cluster(nodes, tls, timeouts, None)?;
-                        connect::cluster_connection(&client, timeouts)
-                            .await
-                            .map(Conn::Cluster)
+            .get_or_try_init(|| {
+                erased(async {
+                    match (&self.connector, &live.client) {
+                        // The program's connection is all there is (`WAIT` then blocks it).
+                        (Connector::Shared(manager), _) => Ok(Conn::Single((**manager).clone())),
+                        (Connector::Cluster(nodes, tls), _) => {
+                            let client = connect::cluster(nodes, tls, timeouts, None)?;
+                            connect::cluster_connection(&client, timeouts)
+                                .await
+                                .map(Conn::Cluster)
+                        }
+                        (_, Some(client)) => {
+                            connect::single(client, timeouts, None).map(Conn::Single)
+                        }
+                        (_, None) => unreachable!("one server's connection has its client"),
                     }
-                    (_, Some(client)) => connect::single(client, timeouts, None).map(Conn::Single),
-                    (_, None) => unreachable!("one server's connection has its client"),
-                }
-            }))
+                })
+            })
             .await
             .map_err(|source| self.error("", source))?;
         Ok(connection.clone())
@@ -491,23 +495,25 @@ impl Server {
         // Boxed, like `connect`: a cold path with deep futures.
         let shards = live
             .shards
-            .get_or_try_init(|| erased(async {
-                let (dropped, renew) = mpsc::unbounded_channel();
-                let client = connect::cluster(
-                    nodes,
-                    tls,
-                    self.timeouts,
-                    Some(self.dispatch(Some(dropped))),
-                )?;
-                let connection = connect::cluster_connection(&client, self.timeouts).await?;
-                crate::runtime::spawn(resubscribe(
-                    Arc::downgrade(live),
-                    self.notifications.clone(),
-                    connection.clone(),
-                    renew,
-                ));
-                Ok::<_, RedisError>(connection)
-            }))
+            .get_or_try_init(|| {
+                erased(async {
+                    let (dropped, renew) = mpsc::unbounded_channel();
+                    let client = connect::cluster(
+                        nodes,
+                        tls,
+                        self.timeouts,
+                        Some(self.dispatch(Some(dropped))),
+                    )?;
+                    let connection = connect::cluster_connection(&client, self.timeouts).await?;
+                    crate::runtime::spawn(resubscribe(
+                        Arc::downgrade(live),
+                        self.notifications.clone(),
+                        connection.clone(),
+                        renew,
+                    ));
+                    Ok::<_, RedisError>(connection)
+                })
+            })
             .await?;
         Ok(shards.clone())
     }
@@ -552,7 +558,9 @@ impl Server {
 /// `future` boxed behind `dyn Future`: the cold connection paths go through redis-rs
 /// futures (TLS, Cluster, Sentinel) deep enough that, left in the type of every future
 /// that awaits a command, they overflow the compiler's trait solving of `Send`.
-fn erased<'a, T>(future: impl Future<Output = T> + Send + 'a) -> futures_util::future::BoxFuture<'a, T> {
+fn erased<'a, T>(
+    future: impl Future<Output = T> + Send + 'a,
+) -> futures_util::future::BoxFuture<'a, T> {
     Box::pin(future)
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct Args {
     pub(crate) wait: Option<Spanned<Duration>>,
     pub(crate) retry: Option<Spanned<u32>>,
     pub(crate) retry_delay: Option<Spanned<Duration>>,
+    pub(crate) durable: Option<Spanned<u32>>,
+    pub(crate) durable_wait: Option<Spanned<Duration>>,
     pub(crate) skip: Option<Spanned<()>>,
     pub(crate) min_hold: Option<Spanned<Duration>>,
     pub(crate) fencing: Option<Spanned<()>>,
@@ -65,6 +67,8 @@ const OPTIONS: &[(&str, Setter)] = &[
     ("wait", Args::set_wait),
     ("retry", Args::set_retry),
     ("retry_delay", Args::set_retry_delay),
+    ("durable", Args::set_durable),
+    ("durable_wait", Args::set_durable_wait),
     ("skip", Args::set_skip),
     ("min_hold", Args::set_min_hold),
     ("fencing", Args::set_fencing),
@@ -155,6 +159,19 @@ fn string_literal(expr: &Expr) -> Option<&LitStr> {
 }
 
 impl Given {
+    /// A whole number (`retry = 5`, `durable = 1`): `example` for the missing-value
+    /// message, `range` when it does not fit a `u32`, `shape` when it is no number.
+    fn count(&self, example: &str, range: &str, shape: &str) -> syn::Result<u32> {
+        match self.value(example)? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => int
+                .base10_parse::<u32>()
+                .map_err(|_| syn::Error::new(int.span(), range)),
+            other => Err(syn::Error::new(other.span(), shape)),
+        }
+    }
+
     fn from_expr(item: Expr) -> syn::Result<Self> {
         let (name, value) = match item {
             Expr::Assign(ExprAssign { left, right, .. }) => {
@@ -294,23 +311,33 @@ impl Args {
     }
 
     fn set_retry(&mut self, given: Given) -> syn::Result<()> {
-        let times = match given.value("5")? {
-            Expr::Lit(ExprLit {
-                lit: Lit::Int(int), ..
-            }) => int.base10_parse::<u32>().map_err(|_| {
-                syn::Error::new(
-                    int.span(),
-                    "`retry` must be a whole number of retries up to 4294967295",
-                )
-            })?,
-            other => {
-                return Err(syn::Error::new(
-                    other.span(),
-                    "`retry` takes the number of retries after the first try, e.g. `retry = 5`",
-                ));
-            }
-        };
+        let times = given.count(
+            "5",
+            "`retry` must be a whole number of retries up to 4294967295",
+            "`retry` takes the number of retries after the first try, e.g. `retry = 5`",
+        )?;
         self.retry = given.spanned(times);
+        Ok(())
+    }
+
+    fn set_durable(&mut self, given: Given) -> syn::Result<()> {
+        let replicas = given.count(
+            "1",
+            "`durable` must be a whole number of replicas up to 4294967295",
+            "`durable` takes how many replicas must have the lock before the body runs, e.g. `durable = 1`",
+        )?;
+        if replicas == 0 {
+            return Err(syn::Error::new(
+                given.name.span(),
+                "`durable = 0` waits for no replica: give at least 1, or leave `durable` out",
+            ));
+        }
+        self.durable = given.spanned(replicas);
+        Ok(())
+    }
+
+    fn set_durable_wait(&mut self, given: Given) -> syn::Result<()> {
+        self.durable_wait = given.spanned(given.positive("\"500ms\"")?);
         Ok(())
     }
 

@@ -168,6 +168,17 @@ fn setters(model: &Model) -> TokenStream {
     if let Some(min_hold) = &args.min_hold {
         call(min_hold.span, "min_hold", duration(min_hold.value));
     }
+    if let Some(durable) = &args.durable {
+        let replicas = durable.value;
+        let wait = match &args.durable_wait {
+            Some(wait) => duration(wait.value),
+            None => quote!(#krate::__private::DEFAULT_DURABLE_WAIT),
+        };
+        call(durable.span, "durable", quote!(#replicas, #wait));
+    }
+    // The template labels the lock's metrics and spans (a small, fixed set; the name is not).
+    let template = &model.template;
+    call(template.span(), "label", quote!(#template));
     calls
 }
 

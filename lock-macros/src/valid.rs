@@ -166,6 +166,12 @@ fn check_options(args: &Args, errors: &mut Errors) {
             ),
         );
     }
+    if let (Some(wait), None) = (&args.durable_wait, &args.durable) {
+        errors.at(
+            wait.span,
+            "`durable_wait` needs `durable = N` (how many replicas to wait for)",
+        );
+    }
     if let (Some(delay), None) = (&args.retry_delay, &args.retry) {
         errors.at(
             delay.span,

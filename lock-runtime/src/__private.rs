@@ -19,6 +19,9 @@ use crate::{LockError, LockRequest, Locker};
 /// The delay between tries of `retry = N` without `retry_delay`: the Python original's.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// How long `durable = N` without `durable_wait` waits for the replicas.
+pub const DEFAULT_DURABLE_WAIT: Duration = Duration::from_secs(1);
+
 /// Runs `body` under the attribute's `request` with [`LockRequest::run`], the one
 /// acquire-run-release path. A [`LockError::Config`], from building the request or from
 /// its validation, is prefixed with the attribute and `function`.

@@ -227,18 +227,21 @@ impl<T: Default, E: From<LockError>> SkipResult<ResultKind> for Result<T, E> {
 impl<R: Default> SkipResult<ValueKind> for R {
     fn from_lock_error(error: LockError) -> Self {
         if !skipped(&error) {
-            tracing::error!(%error, "distributed_lock: lock failed; the body was skipped");
+            tracing::error!(
+                name: "lock.skipped_after_error",
+                target: crate::observe::TARGET,
+                %error,
+                "the lock failed; the body was skipped"
+            );
         }
         R::default()
     }
 }
 
+/// Whether a `skip` function skips its body for `error`: contention (the `lock.acquire`
+/// span already recorded `outcome=busy` or `timeout`).
 fn skipped(error: &LockError) -> bool {
-    let contention = error.is_contention();
-    if contention {
-        tracing::debug!(%error, "distributed_lock: skipped, another owner holds the lock");
-    }
-    contention
+    error.is_contention()
 }
 
 #[cfg(test)]

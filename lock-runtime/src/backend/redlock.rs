@@ -394,7 +394,12 @@ impl Redlock {
         let (answered, failures) = split(answers);
         if answered.len() >= self.quorum() {
             if !failures.is_empty() {
-                tracing::warn!(?failures, "some Redlock servers are unreachable");
+                tracing::warn!(
+                    name: "lock.servers_unreachable",
+                    target: crate::observe::TARGET,
+                    ?failures,
+                    "some Redlock servers are unreachable"
+                );
             }
             return Ok(());
         }

@@ -113,7 +113,7 @@ impl Live {
             (Conn::Cluster(_), None) => Ok(()),
         };
         if let Err(error) = unsubscribed {
-            tracing::debug!(%channel, %error, "unsubscribing failed; the channel stays subscribed");
+            tracing::debug!(name: "lock.unsubscribe_failed", target: crate::observe::TARGET, %channel, %error, "unsubscribing failed; the channel stays subscribed");
         }
     }
 }
@@ -587,7 +587,7 @@ async fn resubscribe(
             match shards.ssubscribe(&channel).await {
                 Ok(()) => break,
                 Err(error) => {
-                    tracing::debug!(%channel, %error, "SSUBSCRIBE again failed; retrying")
+                    tracing::debug!(name: "lock.resubscribe_failed", target: crate::observe::TARGET, %channel, %error, "SSUBSCRIBE again failed; retrying")
                 }
             }
         }

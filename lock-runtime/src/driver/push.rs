@@ -49,7 +49,12 @@ impl Dispatch {
         } else if let Some(handoff) = Handoff::parse(payload) {
             self.notifications.handoff(handoff);
         } else {
-            tracing::debug!(payload = %String::from_utf8_lossy(payload), "malformed notification ignored");
+            tracing::debug!(
+                name: "lock.malformed_notification",
+                target: crate::observe::TARGET,
+                payload = %String::from_utf8_lossy(payload),
+                "malformed notification ignored"
+            );
         }
     }
 }

@@ -361,7 +361,7 @@ async fn degraded(server: &RedisServer) {
             .unwrap();
     }
     assert!(holder.release().await.unwrap());
-    waiter.await.unwrap().unwrap();
+    assert!(waiter.await.unwrap().unwrap().release().await.unwrap());
     servers[2].stop();
     locker.ping().await.unwrap(); // a majority answers; one server is unreachable
     servers[1].stop();

@@ -13,9 +13,11 @@ use crate::settings::{Settings, Target};
 use crate::{LockError, Locker};
 
 /// Settings of a [`Locker`]: key prefix, request defaults and Redis timeouts; then a
-/// constructor ([`redis`](Self::redis), [`redlock`](Self::redlock),
-/// [`memory`](Self::memory), or [`build`](Self::build) for the target read by
-/// [`from_env`](Self::from_env)).
+/// constructor ([`redis`](Self::redis), [`client`](Self::client),
+/// [`connection`](Self::connection), [`sentinel`](Self::sentinel),
+/// [`cluster`](Self::cluster), [`redlock`](Self::redlock), [`memory`](Self::memory), or
+/// [`build`](Self::build) for the target read by [`from_env`](Self::from_env)). The crate
+/// docs ("Choosing a backend") compare the backends.
 ///
 /// ```
 /// use std::time::Duration;
@@ -129,16 +131,26 @@ impl LockerBuilder {
     /// Certificates for `rediss://` URLs: a CA to trust (`root_cert`, PEM) instead of the
     /// operating system's roots, and a client certificate for mutual TLS (`client_tls`).
     ///
-    /// ```
-    /// # #[cfg(feature = "tls-rustls")] fn main() -> Result<(), lock_runtime::LockError> {
-    /// let ca = b"-----BEGIN CERTIFICATE-----\n...".to_vec(); // your CA's PEM
+    /// With rustls (a `tls-rustls*` feature) they are used by every constructor that takes
+    /// URLs. With `tls-native-tls` alone, only by [`redis`](Self::redis) and
+    /// [`redlock`](Self::redlock): redis-rs takes certificates for Cluster and Sentinel
+    /// through rustls only, so [`cluster`](Self::cluster) and [`sentinel`](Self::sentinel)
+    /// then ignore them. A TLS handshake that fails (a wrong CA) is a
+    /// [`LockError::Connect`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/ca.pem")?; // your CA's certificate, PEM
     /// let locker = lock_runtime::Locker::builder()
     ///     .tls_certificates(lock_runtime::redis::TlsCertificates { client_tls: None, root_cert: Some(ca) })
     ///     .redis("rediss://cache.internal:6380")?;
     /// # let _ = locker; Ok(()) }
-    /// # #[cfg(not(feature = "tls-rustls"))] fn main() {}
     /// ```
     #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "tls-rustls", feature = "tls-native-tls")))
+    )]
     pub fn tls_certificates(mut self, certificates: redis::TlsCertificates) -> Self {
         self.tls.certificates = Some(certificates);
         self
@@ -284,9 +296,9 @@ impl LockerBuilder {
     }
 
     /// Locks on the master that the sentinels at `urls` watch under the name `master`
-    /// (Redis Sentinel: one logical server with automatic failover). Credentials and the
-    /// database in the URLs are used for the sentinels and for the master; `rediss://`
-    /// URLs use TLS for both.
+    /// (Redis Sentinel: one logical server with automatic failover). The credentials and
+    /// the database of the first URL are used for the sentinels and for the master; a
+    /// `rediss://` URL makes both use TLS.
     ///
     /// The locker asks the sentinels for the master when it connects, and again whenever
     /// the master's connection says it may have moved (a demoted master's `READONLY`, a
@@ -297,10 +309,11 @@ impl LockerBuilder {
     /// Replication is asynchronous: a lock written to a master that fails before its
     /// replica received it is lost in the failover, and a second owner can take it on the
     /// promoted replica. [`durable`](crate::LockRequest::durable) acquires wait until the
-    /// replicas have the lock; fencing tokens keep growing across the failover (see the
-    /// crate docs, "Fencing"). A master that was only paused may also accept writes for
-    /// a while after the failover, until the sentinels demote it; fencing covers that
-    /// window too.
+    /// replicas have the lock; fencing tokens keep growing across the failover as long as
+    /// the promoted server's clock is not behind the old master's by more than the time
+    /// between two acquisitions (see the crate docs, "Fencing"). A master that was only
+    /// paused may also accept writes for a while after the failover, until the sentinels
+    /// demote it; fencing covers that window too, under the same clock assumption.
     ///
     /// ```
     /// # fn main() -> Result<(), lock_runtime::LockError> {

@@ -84,6 +84,10 @@ pub enum LockError {
     },
 
     /// A task asked for a lock it already holds; waiting for itself would never end.
+    ///
+    /// Reserved: no operation returns it yet. Today such a request is treated like any
+    /// other owner's: it is refused ([`Busy`](Self::Busy)), or waits until its wait runs
+    /// out ([`WaitTimeout`](Self::WaitTimeout)) or the lock it holds expires.
     #[error("lock `{name}` is already held by this task")]
     Reentrant {
         /// The lock's name.
@@ -102,7 +106,10 @@ pub enum LockError {
     #[error("invalid lock configuration: {0}")]
     Config(String),
 
-    /// The Redis server could not be reached (refused, timed out, TLS failed).
+    /// The Redis server could not be reached: connection refused, host unknown or
+    /// unreachable, TLS handshake failed (a wrong CA). A connection attempt that times
+    /// out is a [`Backend`](Self::Backend) error instead; both are
+    /// [`is_unavailable`](Self::is_unavailable).
     #[error("cannot connect to Redis at {server}")]
     Connect {
         /// The server's address, with any password removed.

@@ -73,7 +73,8 @@ impl LockHandle {
     }
 
     /// The fencing token, when the request asked for [`fencing`](crate::LockRequest::fencing):
-    /// it grows strictly with every acquisition of this lock, across owners and processes.
+    /// it grows strictly with every fenced acquisition of this lock, across owners and
+    /// processes (on Redis, a large number that follows the server's clock in µs).
     /// Pass it to the resource and have it reject writes with a smaller token. See the
     /// crate docs ("Fencing") for what the guarantee assumes.
     pub fn fencing_token(&self) -> Option<u64> {

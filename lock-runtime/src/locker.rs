@@ -12,7 +12,8 @@ use crate::{LockError, LockRequest, LockerBuilder};
 
 /// A handle to where locks live (a Redis server, or memory) plus defaults for requests.
 ///
-/// Cheap to clone (an `Arc` inside); clones share one connection and one renewal task.
+/// Cheap to clone (an `Arc` inside); clones share their connections and renewal tasks
+/// (one set per tokio runtime that uses them).
 /// Create one per process and pass it around (axum `State`, a field), or make it the
 /// process-wide default with [`set_default`](crate::set_default). See the crate docs
 /// ("Connecting") for the connections a locker opens.
@@ -125,8 +126,8 @@ impl Locker {
         Self::builder().client(client)
     }
 
-    /// Locks through the program's own connection manager; see
-    /// [`LockerBuilder::connection`].
+    /// Locks through the program's own connection manager, with the default settings;
+    /// see [`LockerBuilder::connection`] (waiters poll instead of being woken).
     pub fn from_connection(manager: redis::aio::ConnectionManager) -> Self {
         let settings = crate::settings::Settings::default();
         let backend = crate::backend::redis::RedisBackend::shared(
@@ -179,7 +180,8 @@ impl Locker {
 
     /// Waits until the releases that dropped guards (and the clean-ups that cancelled
     /// requests) started in the background have finished, at most twice the command
-    /// timeout; returns whether they all did.
+    /// timeout; returns whether they all did. It waits for those of every locker in the
+    /// process, not only this one's.
     ///
     /// A guard's `Drop` cannot wait: it spawns the release on the current runtime. A
     /// short-lived program (a job in `#[tokio::main]`) whose runtime ends right after

@@ -114,10 +114,12 @@ impl LockRequest {
     /// zero: fail at once with [`LockError::Busy`]).
     ///
     /// Waiters queue first come, first served: a release hands the lock straight to the
-    /// first live waiter and tells only that one (Redis pub/sub, on a channel per
-    /// locker), so the releaser cannot take it back first and no waiter starves. A
-    /// waiter that gives up or is cancelled leaves the queue. A waiter that crashed
-    /// holds up the queue for at most two poll intervals
+    /// first live waiter and tells only that one (Redis pub/sub: on one server, a channel
+    /// per locker; on a Cluster, the lock's sharded channel), so the releaser cannot take
+    /// it back first and no waiter starves. On [`Locker::from_connection`] nobody is told:
+    /// waiters find the lock handed to them at their next attempt. A waiter that gives up
+    /// or is cancelled leaves the queue. A waiter that crashed holds up the queue for
+    /// about two poll intervals
     /// ([`LockerBuilder::poll_interval`](crate::LockerBuilder::poll_interval)): the time
     /// a hand-off waits to be claimed. Without a release (the holder crashed), waiters
     /// try again when the holder's TTL runs out. With Redlock there is no queue: every
@@ -152,8 +154,11 @@ impl LockRequest {
         self
     }
 
-    /// Asks for a fencing token ([`LockHandle::fencing_token`]): a counter per lock,
-    /// incremented atomically with every acquisition.
+    /// Asks for a fencing token ([`LockHandle::fencing_token`]), issued atomically with
+    /// the acquisition: on Redis `max(last + 1, server time in µs)`, on the memory backend
+    /// a counter. It grows strictly with every fenced acquisition of the lock, under the
+    /// assumptions in the crate docs ("Fencing"). Refused by Redlock with a
+    /// [`LockError::Config`].
     pub fn fencing(mut self) -> Self {
         self.fencing = true;
         self
@@ -178,11 +183,13 @@ impl LockRequest {
     /// Returns the guard only once `replicas` replicas of the server have the lock,
     /// waiting at most `wait` for them (`WAIT`); otherwise releases it again and fails with
     /// [`LockError::NotReplicated`]. A lock that a master wrote but did not pass on before
-    /// failing over is lost in the failover; a durable lock is not (unless more replicas
-    /// fail than were waited for).
+    /// failing over is lost in the failover; a durable lock is not, provided the replica
+    /// promoted is one that confirmed it (Sentinel and Cluster prefer the replica with the
+    /// most replicated data, but do not promise it).
     ///
     /// One round trip more per acquire, on a connection of its own (`WAIT` blocks the
-    /// connection it runs on). Refused with a [`LockError::Config`] by Redlock (its
+    /// connection it runs on; with [`Locker::from_connection`], the program's connection
+    /// is the only one, and `WAIT` blocks it). Refused with a [`LockError::Config`] by Redlock (its
     /// durability is the quorum) and the memory backend.
     pub fn durable(mut self, replicas: u32, wait: Duration) -> Self {
         self.durable = Some((replicas, wait));

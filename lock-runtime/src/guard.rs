@@ -124,7 +124,8 @@ impl LockHandle {
 
     /// Asks the backend whether this owner still holds the lock (one round trip).
     pub async fn is_held(&self) -> Result<bool, LockError> {
-        let holder = self.lock.backend().holder(self.lock.keys()).await?;
+        let lock = &self.lock;
+        let holder = lock.backend().holder(lock.keys(), lock.token()).await?;
         Ok(holder.as_deref() == Some(self.token()))
     }
 

@@ -1,5 +1,5 @@
 //! A lock's names on the server: its key, fencing counter, queue of waiters and
-//! notification channel.
+//! notification channel; the same for a semaphore, whose key holds its permits.
 //!
 //! Every name is the key plus a suffix, and the key puts the whole lock name inside a hash
 //! tag (`lock:{order:42}`), so all of one lock's keys and channels hash to the same Redis
@@ -20,7 +20,23 @@ pub(crate) struct LockKeys {
     name_end: usize,
     /// Where each server-side name ends in `names`.
     ends: [usize; SUFFIXES.len()],
+    kind: Kind,
 }
+
+/// What a name stands for on the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A lock: its key is a string holding the owner token.
+    Lock,
+    /// A semaphore: its key is a sorted set of owner tokens scored by lease end, and an
+    /// acquire is admitted while fewer than `permits` leases are live.
+    Semaphore { permits: u32 },
+}
+
+/// What a semaphore's key adds after the hash tag: `lock:{api:7}:sem`. No lock name
+/// produces it (a lock's key ends at the tag, its other names have other suffixes), so
+/// a lock and a semaphore may share a name.
+const SEMAPHORE: &str = ":sem";
 
 /// What each name adds to the lock key.
 const SUFFIXES: [&str; 5] = ["", ":fence", ":queue", ":waiting", ":released"];
@@ -62,10 +78,31 @@ impl LockKeys {
                 "the lock name is empty; name the resource, e.g. `order:42`".into(),
             ));
         }
-        Ok(Self::build(name, &[prefix, "{", &encode(name), "}"]))
+        Ok(Self::build(
+            name,
+            &[prefix, "{", &encode(name), "}"],
+            Kind::Lock,
+        ))
     }
 
-    fn build(name: &str, key_parts: &[&str]) -> Self {
+    /// The names of the semaphore `name` with `permits` permits (at least 1) under
+    /// `prefix`.
+    pub(crate) fn semaphore(prefix: &str, name: &str, permits: u32) -> Result<Self, LockError> {
+        if permits == 0 {
+            return Err(LockError::Config(format!(
+                "semaphore `{name}`: 0 permits would admit nobody; give at least 1"
+            )));
+        }
+        let lock = Self::new(prefix, name)?;
+        let tag = &lock.key()[prefix.len()..];
+        Ok(Self::build(
+            name,
+            &[prefix, tag, SEMAPHORE],
+            Kind::Semaphore { permits },
+        ))
+    }
+
+    fn build(name: &str, key_parts: &[&str], kind: Kind) -> Self {
         let key_len: usize = key_parts.iter().map(|part| part.len()).sum();
         let total = name.len()
             + SUFFIXES
@@ -85,6 +122,20 @@ impl LockKeys {
             names,
             name_end,
             ends,
+            kind,
+        }
+    }
+
+    /// A lock's or a semaphore's.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// A semaphore's permits; `None` for a lock.
+    pub(crate) fn permits(&self) -> Option<u32> {
+        match self.kind {
+            Kind::Lock => None,
+            Kind::Semaphore { permits } => Some(permits),
         }
     }
 
@@ -100,7 +151,8 @@ impl LockKeys {
         &self.names[..self.name_end]
     }
 
-    /// `{prefix}{{name}}`: holds the owner token, with a PX expiry.
+    /// `{prefix}{{name}}`: holds the owner token, with a PX expiry. A semaphore's,
+    /// `{prefix}{{name}}:sem`, is a sorted set of owner tokens scored by lease end (ms).
     pub(crate) fn key(&self) -> &str {
         self.name(0)
     }
@@ -215,6 +267,39 @@ mod tests {
         assert_eq!(slot("123456789"), 12739);
         assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}")); // an empty tag hashes the whole key
         assert_eq!(slot("foo{{bar}}zap"), slot("{bar"));
+    }
+
+    #[test]
+    fn a_semaphore_never_shares_a_name_with_a_lock() {
+        let lock = LockKeys::new("lock:", "api:7").unwrap();
+        let semaphore = LockKeys::semaphore("lock:", "api:7", 4).unwrap();
+        assert_eq!(semaphore.key(), "lock:{api:7}:sem");
+        assert_eq!(semaphore.queue(), "lock:{api:7}:sem:queue");
+        assert_eq!(semaphore.channel(), "lock:{api:7}:sem:released");
+        assert_eq!(semaphore.slot(), lock.slot());
+        assert_eq!(semaphore.permits(), Some(4));
+        assert_eq!(lock.permits(), None);
+        let lock_names = [
+            lock.key(),
+            lock.fence(),
+            lock.queue(),
+            lock.waiting(),
+            lock.channel(),
+        ];
+        for name in [
+            semaphore.key(),
+            semaphore.fence(),
+            semaphore.queue(),
+            semaphore.waiting(),
+            semaphore.channel(),
+        ] {
+            assert!(!lock_names.contains(&name), "{name}");
+        }
+        let weird = LockKeys::semaphore("lock:", "a}b", 2).unwrap();
+        assert_eq!(weird.key(), "lock:{a%7Db}:sem");
+        let zero = LockKeys::semaphore("lock:", "api:7", 0).unwrap_err();
+        assert!(matches!(zero, LockError::Config(_)), "{zero}");
+        assert!(LockKeys::semaphore("lock:", "", 1).is_err());
     }
 
     #[test]

@@ -157,6 +157,49 @@ impl Locker {
         LockRequest::new(self.clone(), name.into())
     }
 
+    /// Starts a request for one of `permits` permits of the semaphore `name` (e.g.
+    /// `"api:tenant-7"`): at most `permits` owners hold it at once. The request and its
+    /// guard are those of a lock ([`LockRequest`], [`LockGuard`](crate::LockGuard)):
+    /// the TTL is each permit's lease, so the permit of an owner that died comes back
+    /// when its lease ends; waiters queue first come, first served and a release hands
+    /// its permit to the first of them; `auto_renew` renews the lease with the locker's
+    /// locks; `fencing` gives each acquisition a token larger than every earlier one of
+    /// this semaphore.
+    ///
+    /// `permits` is the request's, not stored with the semaphore: each acquire is
+    /// admitted while fewer than its own `permits` leases are live. Changing it for a
+    /// name that has holders takes effect at once for new acquires and revokes
+    /// nothing: after lowering it from 4 to 2, the 4 holders keep their permits, and a
+    /// new acquire waits until fewer than 2 are held; after raising it, new acquires are
+    /// admitted up to the new count at once. Waiters are admitted in arrival order
+    /// (the first waiter's count decides whether a released permit goes to it).
+    ///
+    /// A semaphore is a different thing on the server than a lock of the same name
+    /// (`lock:{api:7}:sem`, a sorted set of owner tokens scored by lease end). Refused
+    /// with a [`LockError::Config`] by Redlock (see there) and for 0 permits.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use std::time::Duration;
+    /// use lock_runtime::Locker;
+    ///
+    /// let locker = Locker::memory();
+    /// let first = locker.semaphore("api:tenant-7", 2).acquire().await?;
+    /// let second = locker.semaphore("api:tenant-7", 2).acquire().await?;
+    /// // Both permits are taken: a third caller is refused (or waits, with `wait`).
+    /// assert!(locker.semaphore("api:tenant-7", 2).try_acquire().await?.is_none());
+    /// first.release().await?;
+    /// let third = locker
+    ///     .semaphore("api:tenant-7", 2)
+    ///     .wait(Duration::from_secs(1))
+    ///     .acquire()
+    ///     .await?;
+    /// # drop((second, third)); Ok(()) }
+    /// ```
+    pub fn semaphore(&self, name: impl Into<String>, permits: u32) -> LockRequest {
+        LockRequest::semaphore(self.clone(), name.into(), permits)
+    }
+
     /// Whether anyone holds the lock `name` (one round trip; does not take it).
     pub async fn is_locked(&self, name: &str) -> Result<bool, LockError> {
         let keys = LockKeys::new(self.prefix(), name)?;

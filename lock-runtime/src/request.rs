@@ -49,6 +49,8 @@ pub struct LockRequest {
     min_hold: Option<Duration>,
     durable: Option<(u32, Duration)>,
     label: Option<Label>,
+    /// A semaphore's permits; `None` for a lock.
+    permits: Option<u32>,
 }
 
 /// [`HeldLock::replicate`], boxed behind `dyn Future` (see `driver::erased`).
@@ -100,6 +102,15 @@ impl LockRequest {
             min_hold: None,
             durable: None,
             label: None,
+            permits: None,
+        }
+    }
+
+    /// A request for one of `permits` permits of the semaphore `name`.
+    pub(crate) fn semaphore(locker: Locker, name: String, permits: u32) -> Self {
+        Self {
+            permits: Some(permits),
+            ..Self::new(locker, name)
         }
     }
 
@@ -246,10 +257,21 @@ impl LockRequest {
 
     /// Checks every input where it enters: no later step can fail on it or overflow.
     fn validate(&self) -> Result<(LockKeys, Option<Duration>), LockError> {
-        let keys = LockKeys::new(self.locker.prefix(), &self.name)?;
+        let backend = self.locker.backend();
+        let keys = match self.permits {
+            None => LockKeys::new(self.locker.prefix(), &self.name)?,
+            Some(permits) => {
+                if let Some(why) = backend.semaphore_refusal() {
+                    return Err(LockError::Config(format!(
+                        "semaphore `{}`: {why}",
+                        self.name
+                    )));
+                }
+                LockKeys::semaphore(self.locker.prefix(), &self.name, permits)?
+            }
+        };
         let one_ms = Duration::from_millis(1);
         millis::check("the TTL", self.ttl, one_ms).map_err(|problem| self.config_error(problem))?;
-        let backend = self.locker.backend();
         if let Some(problem) = backend.refuse_ttl(self.ttl) {
             return Err(self.config_error(problem));
         }

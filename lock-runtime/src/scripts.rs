@@ -23,9 +23,32 @@ pub(crate) static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {
 pub(crate) static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 
-/// Owner-checked renewal of many locks.
-pub(crate) static EXTEND_MANY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/extend_many.lua")));
+/// Owner-checked renewal of many locks and semaphore permits.
+pub(crate) static EXTEND_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/clock.lua"),
+        include_str!("scripts/semaphore.lua"),
+        include_str!("scripts/extend_many.lua")
+    ))
+});
+
+/// Owner-checked change of one semaphore permit's lease (renew, add, set).
+pub(crate) static SEMAPHORE_EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/clock.lua"),
+        include_str!("scripts/semaphore.lua"),
+        include_str!("scripts/semaphore_extend.lua")
+    ))
+});
+
+/// An owner's lease and the first lease to end, of a semaphore.
+pub(crate) static SEMAPHORE_INSPECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/clock.lua"),
+        include_str!("scripts/semaphore.lua"),
+        include_str!("scripts/semaphore_inspect.lua")
+    ))
+});
 
 /// Owner-checked delete that announces a free (Redlock's servers).
 pub(crate) static RELEASE_FREE: LazyLock<Script> =
@@ -34,7 +57,7 @@ pub(crate) static RELEASE_FREE: LazyLock<Script> =
 #[cfg(test)]
 mod tests {
     /// Every script, with the shared helpers it is built from.
-    const SCRIPTS: [(&str, &str); 9] = [
+    const SCRIPTS: [(&str, &str); 14] = [
         ("clock.lua", include_str!("scripts/clock.lua")),
         (
             "acquire_fenced.lua",
@@ -49,6 +72,23 @@ mod tests {
             include_str!("queue/acquire_queued.lua"),
         ),
         ("release.lua", include_str!("queue/release.lua")),
+        ("semaphore.lua", include_str!("scripts/semaphore.lua")),
+        (
+            "semaphore_extend.lua",
+            include_str!("scripts/semaphore_extend.lua"),
+        ),
+        (
+            "semaphore_inspect.lua",
+            include_str!("scripts/semaphore_inspect.lua"),
+        ),
+        (
+            "semaphore_acquire.lua",
+            include_str!("queue/semaphore_acquire.lua"),
+        ),
+        (
+            "semaphore_release.lua",
+            include_str!("queue/semaphore_release.lua"),
+        ),
         ("(none)", ""),
     ];
 
@@ -56,9 +96,9 @@ mod tests {
     const NOT_KEYED: [&str; 3] = ["TIME", "PUBLISH", "SPUBLISH"];
 
     /// Names that hold keys: `KEYS[...]`, `key` (extend_many's loop variable), and the
-    /// helpers' parameters (`fence`, `queue`, `waiting`), which every caller passes from
-    /// `KEYS` (checked below too).
-    const KEY_NAMES: [&str; 4] = ["key", "fence", "queue", "waiting"];
+    /// helpers' parameters (`fence`, `queue`, `waiting`, `holders`), which every caller
+    /// passes from `KEYS` (checked below too).
+    const KEY_NAMES: [&str; 5] = ["key", "fence", "queue", "waiting", "holders"];
 
     /// The first argument of every `redis.call('CMD', arg` / `redis.pcall(...)` in
     /// `source`, with the command.
@@ -109,23 +149,46 @@ mod tests {
 
     #[test]
     fn helpers_are_called_with_keys() {
-        // The helpers' key parameters receive KEYS entries at every call site.
+        // The helpers' key parameters receive KEYS entries at every call site, called
+        // directly (`helper(KEYS[1], ...)`) or protected (`pcall(helper, KEYS[1], ...)`).
+        let helpers = [
+            "next_fence",
+            "leave",
+            "won",
+            "first_waiter",
+            "prune",
+            "join",
+            "live_holders",
+            "set_lease",
+            "lease_of",
+            "renew_lease",
+            "first_lease_left",
+        ];
+        let mut checked = 0;
         for (name, source) in SCRIPTS {
-            for helper in ["next_fence(", "leave(", "next_waiter(", "prune("] {
-                for (at, _) in source.match_indices(helper) {
-                    let before = &source[..at];
-                    if before.ends_with("function ") || before.ends_with("pcall(") {
-                        continue;
+            for helper in helpers {
+                let direct = format!("{helper}(");
+                let protected = format!("pcall({helper},");
+                for pattern in [&direct, &protected] {
+                    for (at, _) in source.match_indices(pattern.as_str()) {
+                        let before = &source[..at];
+                        if before.ends_with("function ")
+                            || before.ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                        {
+                            continue;
+                        }
+                        let args = &source[at + pattern.len()..];
+                        let first = args.split(',').next().unwrap_or_default().trim();
+                        assert!(
+                            first.starts_with("KEYS[") || KEY_NAMES.contains(&first),
+                            "{name}: {pattern}{first}, ...) is not given a KEYS entry"
+                        );
+                        checked += 1;
                     }
-                    let args = &source[at + helper.len()..];
-                    let first = args.split(',').next().unwrap_or_default().trim();
-                    assert!(
-                        first.starts_with("KEYS[") || KEY_NAMES.contains(&first),
-                        "{name}: {helper}{first}, ...) is not given a KEYS entry"
-                    );
                 }
             }
         }
+        assert!(checked > 20, "only {checked} call sites found");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The in-process backend: the same semantics as Redis (TTL expiry, owner tokens,
-//! fencing, the queue of waiters and hand-off on release) for tests and single-process
-//! programs.
+//! fencing, the queue of waiters and hand-off on release, semaphores) for tests and
+//! single-process programs. A lock is kept as a semaphore of one permit: a key's leases,
+//! each an owner token and its end.
 //!
 //! Time is `tokio::time::Instant`, so tests under a paused tokio clock can expire locks
 //! by advancing time. Nothing is kept for an idle lock: expired keys and dead queues are
@@ -29,7 +30,8 @@ pub(crate) struct MemoryBackend {
 
 #[derive(Debug, Default)]
 struct State {
-    held: HashMap<String, Held>,
+    /// Each key's live (or not yet swept) leases.
+    held: HashMap<String, Leases>,
     queues: HashMap<String, Queue>,
     /// The last fencing token issued (all locks share the counter).
     last_fence: u64,
@@ -39,10 +41,42 @@ struct State {
     since_sweep: usize,
 }
 
+/// The leases of one key: one for a lock, up to the permits for a semaphore.
+#[derive(Debug, Default)]
+struct Leases(Vec<Lease>);
+
 #[derive(Debug)]
-struct Held {
+struct Lease {
     token: String,
     expires_at: Instant,
+}
+
+impl Leases {
+    fn of(&mut self, token: &str) -> Option<&mut Lease> {
+        self.0.iter_mut().find(|lease| lease.token == token)
+    }
+
+    /// Ends leases that ran out; whether any is left.
+    fn prune(&mut self, now: Instant) -> bool {
+        self.0.retain(|lease| lease.expires_at > now);
+        !self.0.is_empty()
+    }
+
+    /// When the first lease ends.
+    fn first_end(&self) -> Option<Instant> {
+        self.0.iter().map(|lease| lease.expires_at).min()
+    }
+
+    /// Gives `token` a lease until `until` (replacing its own).
+    fn grant(&mut self, token: &str, until: Instant) {
+        match self.of(token) {
+            Some(lease) => lease.expires_at = until,
+            None => self.0.push(Lease {
+                token: token.to_owned(),
+                expires_at: until,
+            }),
+        }
+    }
 }
 
 /// `now + duration`, saturating far in the future (durations are bounded on entry).
@@ -58,27 +92,27 @@ impl State {
         self.ticks += 1;
         self.since_sweep += 1;
         if self.since_sweep > 64.max(self.held.len() + self.queues.len()) {
-            self.held.retain(|_, held| held.expires_at > now);
+            self.held.retain(|_, leases| leases.prune(now));
             self.queues.retain(|_, queue| !queue.is_dead(now));
             self.since_sweep = 0;
         }
         self.ticks
     }
 
-    /// The live entry for `key`, dropping it first if it has expired.
-    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Held> {
+    /// The live leases of `key`, dropping ended ones first (and the key with the last).
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Leases> {
         if self
             .held
-            .get(key)
-            .is_some_and(|held| held.expires_at <= now)
+            .get_mut(key)
+            .is_some_and(|leases| !leases.prune(now))
         {
             self.held.remove(key);
         }
         self.held.get_mut(key)
     }
 
-    fn owned(&mut self, key: &str, token: &str, now: Instant) -> Option<&mut Held> {
-        self.live(key, now).filter(|held| held.token == token)
+    fn owned(&mut self, key: &str, token: &str, now: Instant) -> Option<&mut Lease> {
+        self.live(key, now).and_then(|leases| leases.of(token))
     }
 
     fn next_fence(&mut self) -> u64 {
@@ -92,7 +126,18 @@ impl State {
         }
     }
 
-    /// Sets `key` to `token` for `ttl` and takes it out of the queue.
+    /// Busy when every permit (a lock's one) is held by another owner, with the time
+    /// until the first lease ends; `None` when `token` may take one.
+    fn busy(&mut self, keys: &LockKeys, token: &str, now: Instant) -> Option<Duration> {
+        let permits = keys.permits().unwrap_or(1);
+        let leases = self.live(keys.key(), now)?;
+        if leases.of(token).is_some() || leases.0.len() < permits as usize {
+            return None;
+        }
+        leases.first_end().map(|end| end - now)
+    }
+
+    /// Gives `token` a lease for `ttl` and takes it out of the queue.
     fn take(&mut self, request: Request<'_>, now: Instant) -> Attempt {
         let Request {
             keys,
@@ -100,13 +145,10 @@ impl State {
             ttl,
             fencing,
         } = request;
-        self.held.insert(
-            keys.key().to_owned(),
-            Held {
-                token: token.to_owned(),
-                expires_at: after(now, ttl),
-            },
-        );
+        self.held
+            .entry(keys.key().to_owned())
+            .or_default()
+            .grant(token, after(now, ttl));
         self.leave_queue(keys.key(), token);
         Attempt::Won {
             fence: fencing.then(|| self.next_fence()),
@@ -120,13 +162,12 @@ impl MemoryBackend {
     }
 
     pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
-        let keys = request.keys;
         let now = Instant::now();
         let mut state = self.state();
         let at = state.tick(now);
-        Ok(match state.live(keys.key(), now) {
-            Some(held) => Attempt::Busy {
-                remaining: Some(held.expires_at - now),
+        Ok(match state.busy(request.keys, request.token, now) {
+            Some(left) => Attempt::Busy {
+                remaining: Some(left),
                 at_us: Some(at),
             },
             None => state.take(request, now),
@@ -159,18 +200,16 @@ impl MemoryBackend {
         let now = Instant::now();
         let mut state = self.state();
         let at = state.tick(now);
-        let remaining = match state.live(keys.key(), now) {
-            // Free, or handed to us by a release: (claim and) take it with our own TTL.
-            None => return Ok(state.take(request, now)),
-            Some(held) if held.token == token => return Ok(state.take(request, now)),
-            Some(held) => held.expires_at - now,
+        // Free, or handed to us by a release: (claim and) take it with our own TTL.
+        let Some(remaining) = state.busy(keys, token, now) else {
+            return Ok(state.take(request, now));
         };
         let queue = state.queues.entry(keys.key().to_owned()).or_default();
         queue.join(
             token,
             after(now, spec.alive_for),
             spec.claim_within,
-            fencing,
+            (fencing, keys.permits().unwrap_or(0)),
         );
         queue.prune(now);
         Ok(Attempt::Busy {
@@ -189,23 +228,31 @@ impl MemoryBackend {
             let mut state = self.state();
             let at = state.tick(now);
             state.leave_queue(keys.key(), token);
-            if state.owned(keys.key(), token, now).is_none() {
+            let Some(leases) = state.live(keys.key(), now) else {
+                return Ok(ReleaseReport::single(false));
+            };
+            let before = leases.0.len();
+            leases.0.retain(|lease| lease.token != token);
+            let live = leases.0.len();
+            if live == before {
                 return Ok(ReleaseReport::single(false));
             }
+            // A lock goes to its first waiter; a permit to the first waiter that its count
+            // of permits admits.
             let next = state
                 .queues
                 .get_mut(keys.key())
-                .and_then(|queue| queue.next_waiter(now));
+                .and_then(|queue| queue.first_waiter(now))
+                .filter(|(_, entry)| keys.permits().is_none() || live < entry.permits as usize);
             match next {
                 Some((next, entry)) => {
+                    state.leave_queue(keys.key(), &next);
                     let fence = if entry.fencing { state.next_fence() } else { 0 };
-                    state.held.insert(
-                        keys.key().to_owned(),
-                        Held {
-                            token: next.to_string(),
-                            expires_at: after(now, entry.claim_within),
-                        },
-                    );
+                    state
+                        .held
+                        .entry(keys.key().to_owned())
+                        .or_default()
+                        .grant(&next, after(now, entry.claim_within));
                     Some(Handoff {
                         token: next,
                         fence,
@@ -213,7 +260,9 @@ impl MemoryBackend {
                     })
                 }
                 None => {
-                    state.held.remove(keys.key());
+                    if live == 0 {
+                        state.held.remove(keys.key());
+                    }
                     None
                 }
             }
@@ -260,20 +309,34 @@ impl MemoryBackend {
         outcomes
     }
 
-    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
+    pub(crate) async fn holder(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<Option<String>, LockError> {
         let now = Instant::now();
-        Ok(self
-            .state()
-            .live(keys.key(), now)
-            .map(|held| held.token.clone()))
+        let mut state = self.state();
+        let Some(leases) = state.live(keys.key(), now) else {
+            return Ok(None);
+        };
+        Ok(match keys.permits() {
+            None => leases.0.first().map(|lease| lease.token.clone()),
+            Some(_) => leases.of(token).map(|lease| lease.token.clone()),
+        })
     }
 
     pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
         let now = Instant::now();
-        Ok(match self.state().live(keys.key(), now) {
-            Some(held) => Remaining::Expires(held.expires_at - now),
-            None => Remaining::Free,
-        })
+        Ok(
+            match self
+                .state()
+                .live(keys.key(), now)
+                .and_then(|l| l.first_end())
+            {
+                Some(end) => Remaining::Expires(end - now),
+                None => Remaining::Free,
+            },
+        )
     }
 
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
@@ -330,6 +393,38 @@ mod tests {
         let keys = LockKeys::new("lock:", "busy").unwrap();
         for _ in 0..2_000 {
             backend.remaining(&keys).await.unwrap();
+            backend
+                .extend(&keys, "x", Duration::from_secs(1), ExtendMode::Renew)
+                .await
+                .unwrap();
+        }
+        assert_eq!(backend.stored(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn semaphores_count_permits_and_are_reclaimed() {
+        let backend = MemoryBackend::default();
+        let ttl = Duration::from_millis(50);
+        for index in 0..200 {
+            let keys = LockKeys::semaphore("lock:", &format!("sem:{index}"), 2).unwrap();
+            for (token, won) in [("a", true), ("b", true), ("c", false)] {
+                let attempt = backend
+                    .acquire(request(&keys, token, ttl, false))
+                    .await
+                    .unwrap();
+                assert_eq!(matches!(attempt, Attempt::Won { .. }), won, "{token}");
+            }
+            assert_eq!(
+                backend.holder(&keys, "b").await.unwrap().as_deref(),
+                Some("b")
+            );
+            assert_eq!(backend.holder(&keys, "c").await.unwrap(), None);
+        }
+        assert_eq!(backend.stored(), (200, 0));
+        tokio::time::advance(ttl).await;
+        let keys = LockKeys::semaphore("lock:", "sem:0", 2).unwrap();
+        assert_eq!(backend.remaining(&keys).await.unwrap(), Remaining::Free);
+        for _ in 0..1_000 {
             backend
                 .extend(&keys, "x", Duration::from_secs(1), ExtendMode::Renew)
                 .await

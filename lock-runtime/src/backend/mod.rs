@@ -127,6 +127,18 @@ pub(crate) struct Listener {
     pub(crate) inbox: Inbox,
 }
 
+/// A script's reply that is not what the script returns: a `Backend` error for `keys`.
+pub(crate) fn unexpected_reply(keys: &LockKeys, reply: &[i64]) -> LockError {
+    LockError::Backend {
+        name: keys.lock_name().to_owned(),
+        source: ::redis::RedisError::from((
+            ::redis::ErrorKind::UnexpectedReturnType,
+            "unexpected reply to a lock script",
+            format!("{reply:?}"),
+        )),
+    }
+}
+
 /// The backend of a locker.
 #[derive(Debug)]
 pub(crate) enum Backend {
@@ -230,9 +242,14 @@ impl Backend {
         }
     }
 
-    /// The lock's current owner token, if any.
-    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
-        dispatch!(self.holder(keys))
+    /// The lock's current owner token, if any; for a semaphore, `token` if it holds a
+    /// permit.
+    pub(crate) async fn holder(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<Option<String>, LockError> {
+        dispatch!(self.holder(keys, token))
     }
 
     /// How long the lock stays held, without holding it.
@@ -250,6 +267,14 @@ impl Backend {
     pub(crate) fn fencing_refusal(&self) -> Option<&'static str> {
         match self {
             Self::Redlock(_) => Some(redlock::NO_FENCING),
+            Self::Redis(_) | Self::Memory(_) => None,
+        }
+    }
+
+    /// `None` when this backend keeps semaphores; otherwise why it cannot.
+    pub(crate) fn semaphore_refusal(&self) -> Option<&'static str> {
+        match self {
+            Self::Redlock(_) => Some(redlock::NO_SEMAPHORE),
             Self::Redis(_) | Self::Memory(_) => None,
         }
     }

@@ -1,12 +1,13 @@
 //! Lock operations on one Redis server, shared by the single-server backend and by every
-//! server of a Redlock: owner-checked extend and renewal, inspection, ping.
+//! server of a Redlock: owner-checked extend and renewal, inspection, ping. Each works on
+//! locks and on semaphores (whose permits are leases in a sorted set).
 
 use std::time::Duration;
 
 use super::{ExtendMode, Remaining, Renewal};
 use crate::driver::Server;
-use crate::key::LockKeys;
-use crate::scripts::{EXTEND, EXTEND_MANY};
+use crate::key::{Kind, LockKeys};
+use crate::scripts::{EXTEND, EXTEND_MANY, SEMAPHORE_EXTEND, SEMAPHORE_INSPECT};
 use crate::{LockError, millis};
 
 /// Locks renewed per script call: bounds the time one call blocks the server.
@@ -20,7 +21,10 @@ pub(crate) async fn extend(
     by: Duration,
     mode: ExtendMode,
 ) -> Result<Option<Duration>, LockError> {
-    let mut invocation = EXTEND.key(keys.key());
+    let mut invocation = match keys.kind() {
+        Kind::Lock => EXTEND.key(keys.key()),
+        Kind::Semaphore { .. } => SEMAPHORE_EXTEND.key(keys.key()),
+    };
     invocation
         .arg(token)
         .arg(millis::expiry(by))
@@ -45,7 +49,11 @@ pub(crate) async fn extend_many(
             invocation
                 .key(renewal.keys.key())
                 .arg(renewal.token)
-                .arg(millis::expiry(renewal.ttl));
+                .arg(millis::expiry(renewal.ttl))
+                .arg(match renewal.keys.kind() {
+                    Kind::Lock => "l",
+                    Kind::Semaphore { .. } => "s",
+                });
         }
         match server.eval::<Vec<u64>>(&invocation, "").await {
             Ok(renewed) => outcomes.extend(
@@ -67,19 +75,46 @@ pub(crate) async fn extend_many(
     outcomes
 }
 
-/// The lock's owner token, if any.
-pub(crate) async fn holder(server: &Server, keys: &LockKeys) -> Result<Option<String>, LockError> {
-    server
-        .query(redis::cmd("GET").arg(keys.key()), keys.lock_name())
-        .await
+/// The lock's owner token, if any (a semaphore's: `token` when it holds a permit).
+pub(crate) async fn holder(
+    server: &Server,
+    keys: &LockKeys,
+    token: &str,
+) -> Result<Option<String>, LockError> {
+    if let Kind::Lock = keys.kind() {
+        return server
+            .query(redis::cmd("GET").arg(keys.key()), keys.lock_name())
+            .await;
+    }
+    let [own, _] = inspect(server, keys, token).await?;
+    Ok((own >= 0).then(|| token.to_owned()))
 }
 
-/// How long the lock stays held.
+/// How long the lock stays held (a semaphore: until its first lease ends).
 pub(crate) async fn remaining(server: &Server, keys: &LockKeys) -> Result<Remaining, LockError> {
-    let pttl: i64 = server
-        .query(redis::cmd("PTTL").arg(keys.key()), keys.lock_name())
-        .await?;
-    Ok(Remaining::from_pttl(pttl))
+    if let Kind::Lock = keys.kind() {
+        let pttl: i64 = server
+            .query(redis::cmd("PTTL").arg(keys.key()), keys.lock_name())
+            .await?;
+        return Ok(Remaining::from_pttl(pttl));
+    }
+    let [_, first] = inspect(server, keys, "").await?;
+    Ok(match u64::try_from(first) {
+        Ok(ms) => Remaining::Expires(millis::reported(ms)),
+        Err(_) => Remaining::Free,
+    })
+}
+
+/// A semaphore: the time left of `token`'s lease and of the first lease to end, in ms
+/// (-2: none).
+async fn inspect(server: &Server, keys: &LockKeys, token: &str) -> Result<[i64; 2], LockError> {
+    let mut invocation = SEMAPHORE_INSPECT.key(keys.key());
+    invocation.arg(token);
+    let reply: Vec<i64> = server.eval(&invocation, keys.lock_name()).await?;
+    match reply[..] {
+        [own, first] => Ok([own, first]),
+        _ => Err(super::unexpected_reply(keys, &reply)),
+    }
 }
 
 /// Checks that the server answers.

@@ -90,6 +90,11 @@ impl RedisBackend {
             ttl,
             fencing,
         } = request;
+        if keys.permits().is_some() {
+            let invocation = queue::acquire_permit(keys, token, (ttl, fencing));
+            let reply: Vec<i64> = self.server.eval(&invocation, keys.lock_name()).await?;
+            return attempt(&reply, fencing, keys);
+        }
         if fencing {
             let mut invocation = ACQUIRE_FENCED.key(keys.key());
             invocation
@@ -235,8 +240,12 @@ impl RedisBackend {
         Ok((Some(millis::reported(left)), acknowledged))
     }
 
-    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
-        ops::holder(&self.server, keys).await
+    pub(crate) async fn holder(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<Option<String>, LockError> {
+        ops::holder(&self.server, keys, token).await
     }
 
     pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
@@ -258,13 +267,6 @@ fn attempt(reply: &[i64], fencing: bool, keys: &LockKeys) -> Result<Attempt, Loc
             remaining: Remaining::from_pttl(pttl).holder_left(),
             at_us,
         }),
-        None => Err(LockError::Backend {
-            name: keys.lock_name().to_owned(),
-            source: redis::RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "unexpected reply to a lock script",
-                format!("{reply:?}"),
-            )),
-        }),
+        None => Err(super::unexpected_reply(keys, reply)),
     }
 }

@@ -32,6 +32,12 @@ pub(crate) const NO_FENCING: &str = "fencing tokens need one authoritative count
     server (with a replica for availability) for fenced locks: `Locker::redis(url)` with \
     `.fencing()`; or keep Redlock without fencing and make the protected writes idempotent";
 
+pub(crate) const NO_SEMAPHORE: &str = "a semaphore needs one count of its holders, and a \
+    Redlock quorum of independent servers has none: with 3 servers and 2 permits, holders A, \
+    B and C can each be admitted by a different majority ({A, B}, {B, C}, {A, C}), so 3 \
+    would hold 2 permits. Keep semaphores on a single Redis server or a Cluster: \
+    `Locker::redis(url)` or `Locker::cluster(urls)`";
+
 /// The per-server timeout bounds when it is derived from the TTL.
 const MIN_SERVER_TIMEOUT: Duration = Duration::from_millis(5);
 const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(50);
@@ -365,9 +371,15 @@ impl Redlock {
             .collect()
     }
 
-    pub(crate) async fn holder(&self, keys: &LockKeys) -> Result<Option<String>, LockError> {
+    pub(crate) async fn holder(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> Result<Option<String>, LockError> {
         let answers = self
-            .on_all(Some(self.timeout()), |server| ops::holder(server, keys))
+            .on_all(Some(self.timeout()), |server| {
+                ops::holder(server, keys, token)
+            })
             .await;
         let (holders, failures) = split(answers);
         match majority_holder(self.servers.len(), &holders) {

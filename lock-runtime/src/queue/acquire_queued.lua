@@ -13,23 +13,9 @@ local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] or not holder then
   -- Free, or handed to us by a release (claimed now with our own TTL).
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  leave(KEYS[3], KEYS[4], ARGV[1])
-  if ARGV[3] == '1' then
-    return {1, next_fence(KEYS[2], now, ARGV[2])}
-  end
-  return {1, 0}
+  return won(KEYS[3], KEYS[4], KEYS[2], ARGV[1], now, ARGV[2], ARGV[3])
 end
 
-local alive = tonumber(ARGV[4])
-local entry = string.format('%d', now + alive * 1000)
-  .. ':' .. ARGV[5] .. ':' .. ARGV[3] .. ':' .. ARGV[6] .. ':' .. ARGV[7]
-redis.call('HSET', KEYS[4], ARGV[1], entry)
-redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1])
-prune(KEYS[3], KEYS[4], now)
--- The queue lives as long as its longest-lived entry, then disappears.
-for i = 3, 4 do
-  if redis.call('PTTL', KEYS[i]) < alive then
-    redis.call('PEXPIRE', KEYS[i], alive)
-  end
-end
+join(KEYS[3], KEYS[4], ARGV[1], now, ARGV[4],
+  ARGV[5] .. ':' .. ARGV[3] .. ':0:' .. ARGV[6] .. ':' .. ARGV[7])
 return {0, redis.call('PTTL', KEYS[1]), now}

@@ -21,6 +21,8 @@ pub(crate) struct Entry {
     pub(crate) claim_within: Duration,
     /// Whether it asked for a fencing token.
     pub(crate) fencing: bool,
+    /// A semaphore waiter's count of permits (0 for a lock's waiter).
+    pub(crate) permits: u32,
 }
 
 /// The waiters of one lock.
@@ -38,12 +40,13 @@ impl Queue {
         token: &str,
         alive_until: Instant,
         claim_within: Duration,
-        fencing: bool,
+        (fencing, permits): (bool, u32),
     ) {
         if let Some(entry) = self.entries.get_mut(token) {
             entry.alive_until = alive_until;
             entry.claim_within = claim_within;
             entry.fencing = fencing;
+            entry.permits = permits;
             return;
         }
         let token: Arc<str> = token.into();
@@ -57,6 +60,7 @@ impl Queue {
                 alive_until,
                 claim_within,
                 fencing,
+                permits,
             },
         );
     }
@@ -68,17 +72,21 @@ impl Queue {
         }
     }
 
-    /// Takes the first live waiter out of the queue (and the dead ones before it), looking
-    /// at no more than [`SCAN`] entries.
+    /// The first live waiter, left in the queue (the dead ones before it are removed),
+    /// looking at no more than [`SCAN`] entries.
+    pub(crate) fn first_waiter(&mut self, now: Instant) -> Option<(Arc<str>, Entry)> {
+        self.prune(now);
+        let (_, token) = self.order.first_key_value()?;
+        let entry = *self.entries.get(token)?;
+        (entry.alive_until > now).then(|| (token.clone(), entry))
+    }
+
+    /// Takes the first live waiter out of the queue (see [`first_waiter`](Self::first_waiter)).
+    #[cfg(test)]
     pub(crate) fn next_waiter(&mut self, now: Instant) -> Option<(Arc<str>, Entry)> {
-        for _ in 0..SCAN {
-            let (_, token) = self.order.pop_first()?;
-            let entry = self.entries.remove(&token)?;
-            if entry.alive_until > now {
-                return Some((token, entry));
-            }
-        }
-        None
+        let (token, entry) = self.first_waiter(now)?;
+        self.leave(&token);
+        Some((token, entry))
     }
 
     /// Removes dead entries from the head (at most [`SCAN`]).
@@ -122,7 +130,7 @@ mod tests {
                 token,
                 now + Duration::from_millis(*alive_ms),
                 Duration::from_secs(2),
-                false,
+                (false, 0),
             );
         }
         queue
@@ -136,7 +144,7 @@ mod tests {
             "a",
             now + Duration::from_secs(5),
             Duration::from_secs(1),
-            true,
+            (true, 0),
         );
         let (first, entry) = queue.next_waiter(now).unwrap();
         assert_eq!(&*first, "a");
@@ -163,7 +171,7 @@ mod tests {
             "live",
             now + Duration::from_secs(1),
             Duration::from_secs(2),
-            false,
+            (false, 0),
         );
         assert!(queue.next_waiter(later).is_none());
         assert_eq!(queue.len(), SCAN * 2 + 1);

@@ -31,6 +31,16 @@
 //! | the waiter's (handed) | claim window ran out | free |
 //! | any | a waiter gives up | unchanged; the waiter leaves the queue |
 //!
+//! # Semaphores
+//!
+//! A semaphore runs the same protocol over permits (`semaphore_acquire.lua`,
+//! `semaphore_release.lua`, with the leases kept by `scripts/semaphore.lua`): its key is
+//! a sorted set of owner tokens scored by lease end, an attempt takes a permit while
+//! fewer leases than its count of permits are live (or when one was handed to it), and a
+//! release hands its permit to the first live waiter if that waiter's count admits it
+//! (otherwise the permit is just freed, and the waiter is not told). A waiter's entry
+//! carries its count of permits; a lock's entries carry 0.
+//!
 //! # Bounds
 //!
 //! Leaving the queue is `O(log n)`; a release or a queued attempt looks at no more than
@@ -72,6 +82,27 @@ pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("../scripts/clock.lua"),
         include_str!("queue.lua"),
         include_str!("release.lua")
+    ))
+});
+
+/// An attempt at a semaphore's permit, plain or queued ([`acquire_permit`],
+/// [`acquire_queued`]).
+pub(crate) static SEMAPHORE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../scripts/clock.lua"),
+        include_str!("queue.lua"),
+        include_str!("../scripts/semaphore.lua"),
+        include_str!("semaphore_acquire.lua")
+    ))
+});
+
+/// A release of a semaphore's permit that hands it to the first live waiter ([`release`]).
+pub(crate) static SEMAPHORE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../scripts/clock.lua"),
+        include_str!("queue.lua"),
+        include_str!("../scripts/semaphore.lua"),
+        include_str!("semaphore_release.lua")
     ))
 });
 
@@ -144,22 +175,52 @@ pub(crate) fn trust_handoff(
     handoff.at_us > busy_at_us && left >= claim_within / 4
 }
 
-/// The invocation of a queued attempt; its reply is parsed by [`attempt_reply`].
-pub(crate) fn acquire_queued(
+/// An attempt's invocation up to its queue arguments: the lock's script (or the
+/// semaphore's, with its permits), its keys, owner token, TTL and fencing flag.
+fn attempt(
     keys: &LockKeys,
     token: &str,
     (ttl, fencing): (Duration, bool),
-    spec: &QueueSpec,
-    inbox: &Inbox,
 ) -> redis::ScriptInvocation<'static> {
-    let mut invocation = ACQUIRE_QUEUED.key(keys.key());
+    let mut invocation = match keys.permits() {
+        None => ACQUIRE_QUEUED.key(keys.key()),
+        Some(_) => SEMAPHORE_ACQUIRE.key(keys.key()),
+    };
     invocation
         .key(keys.fence())
         .key(keys.queue())
         .key(keys.waiting())
         .arg(token)
         .arg(millis::expiry(ttl))
-        .arg(if fencing { "1" } else { "0" })
+        .arg(if fencing { "1" } else { "0" });
+    if let Some(permits) = keys.permits() {
+        invocation.arg(permits);
+    }
+    invocation
+}
+
+/// The invocation of an attempt at a semaphore's permit that does not queue; its reply
+/// is parsed by [`attempt_reply`].
+pub(crate) fn acquire_permit(
+    keys: &LockKeys,
+    token: &str,
+    ttl_fencing: (Duration, bool),
+) -> redis::ScriptInvocation<'static> {
+    debug_assert!(keys.permits().is_some(), "a lock's plain attempt is SET NX");
+    attempt(keys, token, ttl_fencing)
+}
+
+/// The invocation of a queued attempt at a lock or a semaphore's permit; its reply is
+/// parsed by [`attempt_reply`].
+pub(crate) fn acquire_queued(
+    keys: &LockKeys,
+    token: &str,
+    ttl_fencing: (Duration, bool),
+    spec: &QueueSpec,
+    inbox: &Inbox,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = attempt(keys, token, ttl_fencing);
+    invocation
         .arg(millis::expiry(spec.alive_for))
         .arg(millis::expiry(spec.claim_within));
     match inbox {
@@ -169,9 +230,13 @@ pub(crate) fn acquire_queued(
     invocation
 }
 
-/// The invocation of a release; its reply is 1 (released) or 0 (not the owner's).
+/// The invocation of a release of a lock or a semaphore's permit; its reply is 1
+/// (released) or 0 (not the owner's).
 pub(crate) fn release(keys: &LockKeys, token: &str) -> redis::ScriptInvocation<'static> {
-    let mut invocation = RELEASE.key(keys.key());
+    let mut invocation = match keys.permits() {
+        None => RELEASE.key(keys.key()),
+        Some(_) => SEMAPHORE_RELEASE.key(keys.key()),
+    };
     invocation
         .key(keys.fence())
         .key(keys.queue())

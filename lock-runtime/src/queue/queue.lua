@@ -1,9 +1,9 @@
-
--- The queue of a lock's waiters (see queue/mod.rs for the protocol):
+-- The queue of a lock's (or a semaphore's) waiters (see queue/mod.rs for the protocol):
 --   queue:   sorted set, owner token -> arrival time (server clock, us): first come, first served
---   waiting: hash, owner token -> 'alive-until-us:claim-ms:fencing:notify:channel', where
---            fencing is 1 or 0, notify is 'p' (PUBLISH) or 's' (SPUBLISH) and channel is
---            where the waiter hears a hand-off.
+--   waiting: hash, owner token -> 'alive-until-us:claim-ms:fencing:permits:notify:channel',
+--            where fencing is 1 or 0, permits is a semaphore waiter's count of permits (0
+--            for a lock), notify is 'p' (PUBLISH) or 's' (SPUBLISH) and channel is where
+--            the waiter hears a hand-off.
 -- Work is bounded whatever the history: leaving is O(log n), and a release or an attempt
 -- looks at most at SCAN entries.
 local SCAN = 16
@@ -11,27 +11,6 @@ local SCAN = 16
 local function leave(queue, waiting, token)
   redis.call('ZREM', queue, token)
   redis.call('HDEL', waiting, token)
-end
-
--- The first live waiter's token and entry fields, taking it (and dead entries before it,
--- at most SCAN in all) out of the queue; nil when there is none within SCAN.
-local function next_waiter(queue, waiting, now)
-  for _ = 1, SCAN do
-    local head = redis.call('ZRANGE', queue, 0, 0)[1]
-    if not head then
-      return nil
-    end
-    local entry = redis.call('HGET', waiting, head)
-    leave(queue, waiting, head)
-    if entry then
-      local alive, claim, fencing, notify, channel =
-        string.match(entry, '^(%d+):(%d+):([01]):([ps]):(.+)$')
-      if alive and tonumber(alive) > now then
-        return head, claim, fencing, notify, channel
-      end
-    end
-  end
-  return nil
 end
 
 -- Removes dead entries from the head of the queue (at most SCAN).
@@ -48,4 +27,54 @@ local function prune(queue, waiting, now)
     end
     leave(queue, waiting, head)
   end
+end
+
+-- The first live waiter's token and entry fields, left in the queue (dead entries before
+-- it, at most SCAN, are removed); nil when there is none within SCAN.
+local function first_waiter(queue, waiting, now)
+  prune(queue, waiting, now)
+  local head = redis.call('ZRANGE', queue, 0, 0)[1]
+  if not head then
+    return nil
+  end
+  local entry = redis.call('HGET', waiting, head) or ''
+  local alive, claim, fencing, permits, notify, channel =
+    string.match(entry, '^(%d+):(%d+):([01]):(%d+):([ps]):(.+)$')
+  if alive and tonumber(alive) > now then
+    return head, claim, fencing, tonumber(permits), notify, channel
+  end
+  return nil
+end
+
+-- Adds `token` at the end of the queue, or refreshes its entry keeping its place; its
+-- entry is alive for `alive_ms` from now. The queue lives as long as its longest-lived
+-- entry, then disappears.
+local function join(queue, waiting, token, now, alive_ms, fields)
+  local alive = tonumber(alive_ms)
+  redis.call('HSET', waiting, token, string.format('%d', now + alive * 1000) .. ':' .. fields)
+  redis.call('ZADD', queue, 'NX', now, token)
+  prune(queue, waiting, now)
+  if redis.call('PTTL', queue) < alive then
+    redis.call('PEXPIRE', queue, alive)
+  end
+  if redis.call('PTTL', waiting) < alive then
+    redis.call('PEXPIRE', waiting, alive)
+  end
+end
+
+-- An attempt took the lock (or a permit): `token` leaves the queue; the reply, with the
+-- next fencing token when `fencing` is '1' (issued for `ttl_ms`).
+local function won(queue, waiting, fence, token, now, ttl_ms, fencing)
+  leave(queue, waiting, token)
+  if fencing == '1' then
+    return {1, next_fence(fence, now, ttl_ms)}
+  end
+  return {1, 0}
+end
+
+-- Tells the waiter `head` that a release handed it the lock or a permit:
+-- '<token> <fencing token or 0> <server time in us>' on its channel.
+local function tell(head, fence, now, notify, channel)
+  local message = head .. ' ' .. string.format('%d', fence) .. ' ' .. string.format('%d', now)
+  redis.call(notify == 's' and 'SPUBLISH' or 'PUBLISH', channel, message)
 end

@@ -1,9 +1,8 @@
 
 -- Release a lock if, and only if, the caller owns it: hand it to the first live waiter
 -- (the key becomes the waiter's for its claim window, with its fencing token, and the
--- waiter is told on its channel: '<token> <fencing token or 0> <server time in us>'), or
--- delete it. A waiter that gives up calls this too: it leaves the queue, and passes on a
--- lock handed to it meanwhile.
+-- waiter is told on its channel), or delete it. A waiter that gives up calls this too: it
+-- leaves the queue, and passes on a lock handed to it meanwhile.
 -- KEYS[1] lock key, KEYS[2] fencing token, KEYS[3] queue, KEYS[4] waiting
 -- ARGV[1] owner token
 -- Returns 1 when released, 0 when the key is gone or another owner's.
@@ -12,8 +11,9 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local now = now_us()
-local head, claim, fencing, notify, channel = next_waiter(KEYS[3], KEYS[4], now)
+local head, claim, fencing, _, notify, channel = first_waiter(KEYS[3], KEYS[4], now)
 if head then
+  leave(KEYS[3], KEYS[4], head)
   -- pcall: out of memory, the lock is freed instead of handed over (the waiter's next
   -- attempt takes it), so a release never fails.
   local fence = 0
@@ -27,8 +27,7 @@ if head then
     end
   end
   if type(handed) == 'table' and handed.ok then
-    local message = head .. ' ' .. string.format('%d', fence) .. ' ' .. string.format('%d', now)
-    redis.call(notify == 's' and 'SPUBLISH' or 'PUBLISH', channel, message)
+    tell(head, fence, now, notify, channel)
     return 1
   end
 end

@@ -84,6 +84,29 @@ impl Fixture {
         self.server.as_ref().expect("a Redis fixture").url()
     }
 
+    /// Every key stored on the server (on each node of a cluster), sorted; `None` for the
+    /// memory backend. For checks that nothing is left behind.
+    pub async fn stored_keys(&self) -> Option<Vec<String>> {
+        let urls = match (&self.server, &self.cluster) {
+            (Some(server), _) => vec![server.url()],
+            (None, Some(cluster)) => cluster.urls(),
+            (None, None) => return None,
+        };
+        let mut keys = Vec::new();
+        for url in urls {
+            let mut connection = raw_connection(&url).await;
+            let found: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.extend(found);
+        }
+        keys.sort();
+        keys.dedup();
+        Some(keys)
+    }
+
     /// A shared counter in the same store, for mutual-exclusion checks.
     pub async fn counter(&self, name: &str) -> Counter {
         match (&self.server, &self.cluster) {
@@ -229,4 +252,78 @@ pub async fn replicated(connection: &mut redis::aio::MultiplexedConnection, repl
         .query_async(connection)
         .await
         .expect("WAIT")
+}
+
+/// Runs each named `async fn(Fixture)` of the calling test file on every backend: a
+/// private `redis-server` (`on_redis::name`), a private Redis Cluster (`on_cluster`), a
+/// private `valkey-server` when `LOCK_TEST_VALKEY_BIN` names one (`on_valkey`; otherwise
+/// each says it is skipped) and the memory backend (`on_memory`).
+#[macro_export]
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Fixture::redis()).await;
+                }
+            )*
+        }
+        mod on_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Fixture::cluster()).await;
+                }
+            )*
+        }
+        mod on_valkey {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(fixture) = $crate::Fixture::valkey() else {
+                        eprintln!("skipped: LOCK_TEST_VALKEY_BIN names no valkey-server");
+                        return;
+                    };
+                    super::$name(fixture).await;
+                }
+            )*
+        }
+        mod on_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Fixture::memory()).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test
+/// leaves no process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Reads one line of the child's piped stdout (blocking, on a blocking thread).
+    pub async fn read_line(&mut self) -> String {
+        let stdout = self.0.stdout.take().expect("stdout piped");
+        let (line, stdout) = tokio::task::spawn_blocking(move || {
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).expect("read stdout");
+            (line, reader.into_inner())
+        })
+        .await
+        .expect("reader thread");
+        self.0.stdout = Some(stdout);
+        line
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

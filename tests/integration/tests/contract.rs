@@ -9,46 +9,7 @@ use std::time::Duration;
 use lock_runtime::LockError;
 use lock_tests_integration::{Fixture, until_free};
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(lock_tests_integration::Fixture::redis()).await;
-                }
-            )*
-        }
-        mod on_cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(lock_tests_integration::Fixture::cluster()).await;
-                }
-            )*
-        }
-        mod on_valkey {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(fixture) = lock_tests_integration::Fixture::valkey() else {
-                        eprintln!("skipped: LOCK_TEST_VALKEY_BIN names no valkey-server");
-                        return;
-                    };
-                    super::$name(fixture).await;
-                }
-            )*
-        }
-        mod on_memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(lock_tests_integration::Fixture::memory()).await;
-                }
-            )*
-        }
-    };
-}
+use lock_tests_integration::contract;
 
 contract!(
     acquire_release_and_inspect,

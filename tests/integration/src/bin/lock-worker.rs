@@ -22,6 +22,14 @@
 //! `lock-worker wait <url> <lock> <ttl-ms>`: waits (up to 60 s) for the lock with that
 //! TTL, then prints `ACQUIRED` and sleeps until killed.
 //!
+//! `lock-worker semaphore <url> <name> <permits> <tasks> <sections> <tracker-url>`: runs
+//! `<tasks>` tasks, each taking a permit of the semaphore `<sections>` times; inside, it
+//! counts itself in on the separate server at `<tracker-url>` (`INCR inside`, keeping the
+//! largest count in `most`), pauses 1 ms, and counts itself out.
+//!
+//! `lock-worker sem-hold <url> <name> <permits> <ttl-ms>`: takes a permit with that TTL,
+//! renewed, prints `ACQUIRED`, and sleeps until killed.
+//!
 //! `lock-worker abandon <url> <lock> <waiters> <poll-ms>`: starts that many waiters on the
 //! lock (poll interval `<poll-ms>`), and sleeps until killed: killed, they leave their
 //! queue entries behind, as crashed instances do.
@@ -40,6 +48,17 @@ async fn locked_increment(
     counter.unsafe_increment().await;
     Ok(())
 }
+
+/// Counts a holder in: `INCR` the count inside, and keep the largest count seen.
+static COUNT_IN: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local inside = redis.call('INCR', KEYS[1])
+         if inside > tonumber(redis.call('GET', KEYS[2]) or '0') then
+           redis.call('SET', KEYS[2], inside)
+         end
+         return inside",
+    )
+});
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -117,6 +136,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     return Err("lock lost during a critical section".into());
                 }
             }
+            Ok(())
+        }
+        ["semaphore", url, name, permits, tasks, sections, tracker] => {
+            let locker = Locker::redis(url)?;
+            let (permits, sections): (u32, u32) = (permits.parse()?, sections.parse()?);
+            let tracker = lock_tests_integration::raw_connection(tracker).await;
+            let mut running = tokio::task::JoinSet::new();
+            for _ in 0..tasks.parse::<u32>()? {
+                let (locker, name, mut tracker) = (locker.clone(), name.to_string(), tracker.clone());
+                running.spawn(async move {
+                    for _ in 0..sections {
+                        let guard = locker
+                            .semaphore(name.as_str(), permits)
+                            .wait(Duration::from_secs(60))
+                            .acquire()
+                            .await?;
+                        let _: u64 = COUNT_IN.key("inside").key("most").invoke_async(&mut tracker).await?;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        let _: i64 = redis::cmd("DECR").arg("inside").query_async(&mut tracker).await?;
+                        if !guard.release().await? {
+                            return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                                "permit lost while held".into(),
+                            );
+                        }
+                    }
+                    Ok(())
+                });
+            }
+            while let Some(done) = running.join_next().await {
+                done?.map_err(|error| error.to_string())?;
+            }
+            Ok(())
+        }
+        ["sem-hold", url, name, permits, ttl_ms] => {
+            let locker = Locker::redis(url)?;
+            let _guard = locker
+                .semaphore(*name, permits.parse()?)
+                .ttl(Duration::from_millis(ttl_ms.parse()?))
+                .auto_renew()
+                .acquire()
+                .await?;
+            println!("ACQUIRED");
+            std::future::pending::<()>().await;
             Ok(())
         }
         ["abandon", url, lock, waiters, poll_ms] => {

@@ -33,8 +33,8 @@ struct Cli {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
-    /// Fewer rounds, operations and seconds (3 rounds, 2,000 ops, 1 s rounds, 5 s hold),
-    /// for iterating; explicit options still win.
+    /// Fewer rounds, operations and seconds (3 rounds, 2,000 ops, 1 s rounds, 5 s hold,
+    /// 300 hand-offs), for iterating; explicit options still win.
     #[arg(long)]
     quick: bool,
     /// Interleaved rounds of the side-by-side workloads [default: 5].
@@ -48,6 +48,9 @@ struct Cli {
     /// [default: 3].
     #[arg(long)]
     seconds: Option<u64>,
+    /// Hand-offs per side, over all rounds [default: 2000].
+    #[arg(long)]
+    handoffs: Option<u64>,
     /// Seconds the many-held-locks workload holds its locks [default: 30].
     #[arg(long)]
     hold_seconds: Option<u64>,
@@ -65,6 +68,7 @@ enum Workload {
     Latency,
     Throughput,
     Contended,
+    Handoff,
     Attribute,
     Held,
     Redlock,
@@ -100,6 +104,7 @@ async fn main() {
         rounds: cli.pick(cli.rounds, 3, 5).max(1),
         ops,
         duration: Duration::from_secs(cli.pick(cli.seconds, 1, 3)),
+        handoffs: cli.pick(cli.handoffs, 300, 2_000),
         hold,
     };
     for workload in workloads {
@@ -107,6 +112,7 @@ async fn main() {
             Workload::Latency => workloads::latency(&bench).await,
             Workload::Throughput => workloads::throughput(&bench).await,
             Workload::Contended => workloads::contended(&bench).await,
+            Workload::Handoff => workloads::handoff(&bench).await,
             Workload::Attribute => workloads::attribute(&bench).await,
             Workload::Held => workloads::held(&bench).await,
             Workload::Redlock => workloads::redlock(&bench).await,

@@ -1,6 +1,6 @@
 //! The workloads. Each returns its figures; latencies are also given per RTT.
 //!
-//! The side-by-side workloads (latency, throughput, contended) run every side once
+//! The side-by-side workloads (latency, throughput, contended, handoff) run every side once
 //! per round, rotating which goes first (A B, B A, ...), and report the median of the
 //! rounds with the smallest and largest round; ratios are the median of the per-round
 //! ratios, so that drift of the machine affects both sides alike.
@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 
 use crate::report::Figure;
 use crate::sides::{Client, Side};
-use crate::stats::{Samples, cpu_seconds, micros, rss_bytes};
+use crate::stats::{Samples, cpu_seconds, median, micros, rss_bytes};
 
 /// What every workload needs.
 pub(crate) struct Bench {
@@ -30,6 +30,8 @@ pub(crate) struct Bench {
     pub(crate) ops: u64,
     /// Duration of one round of a timed workload (throughput, contended), per side.
     pub(crate) duration: Duration,
+    /// Hand-offs per side over all rounds.
+    pub(crate) handoffs: u64,
     /// How long the many-held-locks workload holds them.
     pub(crate) hold: Duration,
 }
@@ -51,10 +53,14 @@ async fn connection(url: &str) -> ConnectionManager {
     ConnectionManager::new(client).await.expect("connect")
 }
 
-/// PING round trips, `ops` in a row.
-async fn pings(redis: &mut ConnectionManager, ops: u64) -> Samples {
+/// PING round trips, `ops` in a row, or each after a `pause` (the client and the server
+/// idle first, as before a hand-off).
+async fn pings(redis: &mut ConnectionManager, ops: u64, pause: Option<Duration>) -> Samples {
     let mut samples = Vec::with_capacity(ops as usize);
     for _ in 0..ops {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(redis).await.expect("PING");
         samples.push(started.elapsed());
@@ -64,7 +70,7 @@ async fn pings(redis: &mut ConnectionManager, ops: u64) -> Samples {
 
 /// The baseline: PING p50 over `ops` sequential calls on a `ConnectionManager`.
 pub(crate) async fn rtt(url: &str, ops: u64) -> (f64, Vec<Figure>) {
-    let samples = pings(&mut connection(url).await, ops).await;
+    let samples = pings(&mut connection(url).await, ops, None).await;
     let p50 = micros(samples.percentile(50.0));
     let figures = vec![
         Figure::new("rtt", "PING p50", p50, "us"),
@@ -549,6 +555,104 @@ pub(crate) async fn contended(bench: &Bench) -> Vec<Figure> {
         &ratios(&rate(0), &rate(1)),
         "ratio",
     ));
+    figures
+}
+
+/// How long the holder keeps the lock after the waiter has started waiting: enough for
+/// the waiter to try, queue and go to sleep (a few round trips).
+const HANDOFF_PAUSE: Duration = Duration::from_millis(5);
+
+/// One round of workload 4: `reps` hand-offs from `holder` to `waiter` on fresh keys. Each
+/// is timed from just before the holder's release is sent to the waiter's `acquire`
+/// returning; the waiter has been waiting for `HANDOFF_PAUSE` by then.
+async fn handoff_round(
+    holder: &Client,
+    waiter: &Client,
+    side: Side,
+    round: usize,
+    reps: u64,
+) -> Samples {
+    let mut samples = Vec::with_capacity(reps as usize);
+    for index in 0..reps {
+        let name = side.key(format!("handoff:{round}:{index}"));
+        let held = holder.acquire(name.clone(), false).await;
+        let released = Arc::new(AtomicBool::new(false));
+        let (waiting, started_waiting) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn({
+            let (waiter, released) = (waiter.clone(), released.clone());
+            async move {
+                waiting.send(()).expect("the holder is there");
+                let guard = waiter.acquire(name, true).await;
+                let acquired = Instant::now();
+                assert!(
+                    released.load(Ordering::SeqCst),
+                    "the waiter got the lock while the holder held it"
+                );
+                assert!(guard.release().await, "lost a handed-off lock");
+                acquired
+            }
+        });
+        started_waiting.await.expect("the waiter starts");
+        tokio::time::sleep(HANDOFF_PAUSE).await;
+        released.store(true, Ordering::SeqCst);
+        let releasing = Instant::now();
+        assert!(held.release().await, "lost a held lock");
+        let acquired = task.await.expect("the waiter panicked");
+        samples.push(acquired.duration_since(releasing));
+    }
+    Samples::new(samples)
+}
+
+/// Workload 4, hand-off: a holder holds a key and a waiter (another client) waits on it;
+/// the time from the release to the waiter's acquire, against the PING round trip
+/// measured in the same rounds. Ours waits with `.wait(..)`, rslock (2 ms retry delay)
+/// by retrying.
+pub(crate) async fn handoff(bench: &Bench) -> Vec<Figure> {
+    const SIDES: [Side; 2] = [Side::Ours, Side::RslockFast];
+    let mut pairs_of_clients = Vec::new();
+    for side in SIDES {
+        let holder = side.client(&bench.url).await;
+        let waiter = side.client(&bench.url).await;
+        handoff_round(&holder, &waiter, side, usize::MAX, 20).await;
+        pairs_of_clients.push((holder, waiter));
+    }
+    let mut ping = connection(&bench.url).await;
+    let reps = bench.per_round(bench.handoffs);
+    let pings_per_round = bench.per_round(bench.ops);
+    let (mut rtts, mut idle_rtts) = (Vec::new(), Vec::new());
+    let mut results: [Percentiles; 2] = Default::default();
+    for round in 0..bench.rounds {
+        let busy = pings(&mut ping, pings_per_round, None).await;
+        rtts.push(micros(busy.percentile(50.0)));
+        let idle = pings(&mut ping, reps.min(100), Some(HANDOFF_PAUSE)).await;
+        idle_rtts.push(micros(idle.percentile(50.0)));
+        for index in order(round, SIDES.len()) {
+            let (holder, waiter) = &pairs_of_clients[index];
+            results[index].push(&handoff_round(holder, waiter, SIDES[index], round, reps).await);
+        }
+    }
+    let rtt = median(&rtts);
+    let mut figures = vec![
+        Figure::rounds("handoff", "PING p50 in these rounds", &rtts, "us"),
+        Figure::rounds(
+            "handoff",
+            format!("PING p50, each after a {HANDOFF_PAUSE:?} pause"),
+            &idle_rtts,
+            "us",
+        )
+        .per_rtt(rtt),
+    ];
+    for (side, result) in SIDES.iter().zip(&results) {
+        figures.extend(result.figures("handoff", side.label(), "release -> acquire", rtt));
+    }
+    let per_rtt = Figure::rounds(
+        "handoff",
+        "ours p50 / PING p50 (same round)",
+        &ratios(&results[0].p50, &rtts),
+        "ratio",
+    );
+    let met = per_rtt.value <= 1.5;
+    figures.push(per_rtt.target("<= 1.5", met));
     figures
 }
 

@@ -9,6 +9,7 @@
 //! cargo run --release -p benches --bin lockbench -- --json         # JSON lines
 //! ```
 
+mod held;
 mod report;
 mod sides;
 mod stats;
@@ -51,9 +52,16 @@ struct Cli {
     /// Hand-offs per side, over all rounds [default: 2000].
     #[arg(long)]
     handoffs: Option<u64>,
-    /// Seconds the many-held-locks workload holds its locks [default: 30].
+    /// Seconds the many-held-locks workload holds its locks, per size [default: 30].
     #[arg(long)]
     hold_seconds: Option<u64>,
+    /// Internal: run the many-held-locks workload for this many locks in this process,
+    /// on the server at --url, and print its result as one JSON line.
+    #[arg(long, hide = true, requires = "url")]
+    held_child: Option<usize>,
+    /// Internal: the server of --held-child.
+    #[arg(long, hide = true)]
+    url: Option<String>,
 }
 
 impl Cli {
@@ -78,6 +86,11 @@ enum Workload {
 async fn main() {
     let cli = Cli::parse();
     let hold = Duration::from_secs(cli.pick(cli.hold_seconds, 5, 30));
+    if let (Some(locks), Some(url)) = (cli.held_child, &cli.url) {
+        let run = held::child(url, locks, hold).await;
+        println!("{}", serde_json::to_string(&run).expect("plain data"));
+        return;
+    }
     let workloads = if cli.workloads.is_empty() {
         Workload::value_variants().to_vec()
     } else {
@@ -114,7 +127,7 @@ async fn main() {
             Workload::Contended => workloads::contended(&bench).await,
             Workload::Handoff => workloads::handoff(&bench).await,
             Workload::Attribute => workloads::attribute(&bench).await,
-            Workload::Held => workloads::held(&bench).await,
+            Workload::Held => held::held(&bench).await,
             Workload::Redlock => workloads::redlock(&bench).await,
         };
         if cli.json {

@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 
 use crate::report::Figure;
 use crate::sides::{Client, Side};
-use crate::stats::{Samples, cpu_seconds, median, micros, rss_bytes};
+use crate::stats::{Samples, cpu_seconds, median, micros};
 
 /// What every workload needs.
 pub(crate) struct Bench {
@@ -48,7 +48,7 @@ fn locker(url: &str) -> Locker {
     Locker::redis(url).expect("a valid URL")
 }
 
-async fn connection(url: &str) -> ConnectionManager {
+pub(crate) async fn connection(url: &str) -> ConnectionManager {
     let client = redis::Client::open(url).expect("a valid URL");
     ConnectionManager::new(client).await.expect("connect")
 }
@@ -113,7 +113,7 @@ fn ratios(ours: &[f64], theirs: &[f64]) -> Vec<f64> {
 }
 
 /// `ops` sequential acquire+release pairs on fresh keys `{prefix}:{index}`; the samples.
-async fn pairs(client: &Client, prefix: &str, ops: u64) -> Samples {
+pub(crate) async fn pairs(client: &Client, prefix: &str, ops: u64) -> Samples {
     let mut samples = Vec::with_capacity(ops as usize);
     for index in 0..ops {
         let started = Instant::now();
@@ -175,11 +175,11 @@ pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
 /// including those that scripts made.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Calls {
-    scripts: u64,
-    all: u64,
+    pub(crate) scripts: u64,
+    pub(crate) all: u64,
 }
 
-async fn command_calls(redis: &mut ConnectionManager) -> Calls {
+pub(crate) async fn command_calls(redis: &mut ConnectionManager) -> Calls {
     const SCRIPTS: [&str; 6] = [
         "eval",
         "evalsha",
@@ -709,68 +709,6 @@ pub(crate) async fn attribute(bench: &Bench) -> Vec<Figure> {
         .per_rtt(bench.rtt),
         Figure::new("attribute", "attribute / guard (p50)", ratio, "ratio")
             .target("<= 1.03", ratio <= 1.03),
-    ]
-}
-
-/// Workload 6, many held locks: 10,000 locks with auto-renewal held for `hold`.
-pub(crate) async fn held(bench: &Bench) -> Vec<Figure> {
-    const LOCKS: usize = 10_000;
-    const TTL: Duration = Duration::from_secs(3);
-    let locker = locker(&bench.url);
-    locker.ping().await.expect("ping");
-    let mut stats = connection(&bench.url).await;
-    // Warm up the allocator and the connection before the baseline.
-    drop(pairs(&Client::Ours(locker.clone()), "bench:warmup", 100).await);
-    let before = rss_bytes().unwrap_or(0);
-    let mut guards = Vec::with_capacity(LOCKS);
-    for index in 0..LOCKS {
-        let guard = locker
-            .lock(format!("bench:held:{index}"))
-            .ttl(TTL)
-            .auto_renew()
-            .acquire()
-            .await
-            .expect("acquire");
-        guards.push(guard);
-    }
-    let after = rss_bytes().unwrap_or(0);
-    let per_lock = after.saturating_sub(before) as f64 / LOCKS as f64;
-    let scripts_before = command_calls(&mut stats).await.scripts;
-    let started = Instant::now();
-    tokio::time::sleep(bench.hold).await;
-    let renew_commands = command_calls(&mut stats).await.scripts - scripts_before;
-    let elapsed = started.elapsed();
-    let lost = guards.iter().filter(|guard| guard.is_lost()).count();
-    let dbsize: u64 = redis::cmd("DBSIZE")
-        .query_async(&mut stats)
-        .await
-        .expect("DBSIZE");
-    let commands_per_sec = renew_commands as f64 / elapsed.as_secs_f64();
-    // Each lock is renewed every third of its TTL.
-    let renewals_per_sec = LOCKS as f64 * 3.0 / TTL.as_secs_f64();
-    for guard in guards {
-        assert!(guard.release().await.expect("release"), "lost a held lock");
-    }
-    vec![
-        Figure::new(
-            "held",
-            format!("client RSS per held lock ({LOCKS})"),
-            per_lock,
-            "bytes",
-        )
-        .target("<= 2048 bytes", per_lock <= 2048.0),
-        Figure::new("held", "renewal commands/s", commands_per_sec, "1/s").target(
-            "batched: <= 1/10 of lock renewals/s",
-            commands_per_sec <= renewals_per_sec / 10.0,
-        ),
-        Figure::new(
-            "held",
-            format!("lock renewals/s (TTL {TTL:?})"),
-            renewals_per_sec,
-            "1/s",
-        ),
-        Figure::new("held", "lost", lost as f64, "").target("= 0", lost == 0),
-        Figure::new("held", "keys in Redis at the end", dbsize as f64, ""),
     ]
 }
 

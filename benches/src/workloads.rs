@@ -665,6 +665,13 @@ pub(crate) async fn handoff(bench: &Bench) -> Vec<Figure> {
         figures.extend(result.figures("handoff", side.label(), "release -> acquire", rtt));
     }
     figures.push(results[0].over_rtt("handoff", &rtts, 1.5));
+    // What a hand-off costs beyond one round trip from idle (wake-ups included).
+    figures.push(Figure::rounds(
+        "handoff",
+        "ours p50 / idle PING p50 (same round)",
+        &ratios(&results[0].p50, &idle_rtts),
+        "ratio",
+    ));
     figures
 }
 

@@ -1,13 +1,17 @@
-//! `lockbench`: measures lock-runtime against Redis's own round trip, on private
-//! redis-servers it starts itself.
+//! `lockbench`: measures lock-runtime against Redis's own round trip and, side by side in
+//! the same run, against rslock (the most used Redis lock crate), on private redis-servers
+//! it starts itself.
 //!
 //! ```text
 //! cargo run --release -p benches --bin lockbench                  # every workload
 //! cargo run --release -p benches --bin lockbench -- contended held # some of them
+//! cargo run --release -p benches --bin lockbench -- --quick        # fewer rounds and ops
 //! cargo run --release -p benches --bin lockbench -- --json         # JSON lines
 //! ```
 
+mod held;
 mod report;
+mod sides;
 mod stats;
 mod workloads;
 
@@ -20,7 +24,8 @@ use workloads::Bench;
 
 #[derive(Parser)]
 #[command(
-    about = "Load generator for lock-runtime; figures are given as ratios to Redis's PING round trip"
+    about = "Load generator for lock-runtime, side by side with rslock; figures are also given \
+             as ratios to Redis's PING round trip"
 )]
 struct Cli {
     /// Workloads to run (default: all).
@@ -29,15 +34,41 @@ struct Cli {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
-    /// Operations of the latency workloads (and PINGs of the baseline).
-    #[arg(long, default_value_t = 20_000)]
-    ops: u64,
-    /// Seconds of the timed workloads (throughput, contended).
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
-    /// Seconds the many-held-locks workload holds its locks.
-    #[arg(long, default_value_t = 30)]
-    hold_seconds: u64,
+    /// Fewer rounds, operations and seconds (3 rounds, 2,000 ops, 1 s rounds, 5 s hold,
+    /// 300 hand-offs), for iterating; explicit options still win.
+    #[arg(long)]
+    quick: bool,
+    /// Interleaved rounds of the side-by-side workloads [default: 5].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Operations of the latency workloads per side, over all rounds (and PINGs of the
+    /// baseline) [default: 20000].
+    #[arg(long)]
+    ops: Option<u64>,
+    /// Seconds of one round of the timed workloads (throughput, contended), per side
+    /// [default: 3].
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Hand-offs per side, over all rounds [default: 2000].
+    #[arg(long)]
+    handoffs: Option<u64>,
+    /// Seconds the many-held-locks workload holds its locks, per size [default: 30].
+    #[arg(long)]
+    hold_seconds: Option<u64>,
+    /// Internal: run the many-held-locks workload for this many locks in this process,
+    /// on the server at --url, and print its result as one JSON line.
+    #[arg(long, hide = true, requires = "url")]
+    held_child: Option<usize>,
+    /// Internal: the server of --held-child.
+    #[arg(long, hide = true)]
+    url: Option<String>,
+}
+
+impl Cli {
+    /// An option's value: given, else the quick or the normal default.
+    fn pick<T>(&self, given: Option<T>, quick: T, normal: T) -> T {
+        given.unwrap_or(if self.quick { quick } else { normal })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,6 +76,7 @@ enum Workload {
     Latency,
     Throughput,
     Contended,
+    Handoff,
     Attribute,
     Held,
     Redlock,
@@ -53,6 +85,12 @@ enum Workload {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let hold = Duration::from_secs(cli.pick(cli.hold_seconds, 5, 30));
+    if let (Some(locks), Some(url)) = (cli.held_child, &cli.url) {
+        let run = held::child(url, locks, hold).await;
+        println!("{}", serde_json::to_string(&run).expect("plain data"));
+        return;
+    }
     let workloads = if cli.workloads.is_empty() {
         Workload::value_variants().to_vec()
     } else {
@@ -70,22 +108,26 @@ async fn main() {
     } else {
         Vec::new()
     };
-    let (rtt, mut figures) = workloads::rtt(&server.url(), cli.ops).await;
+    let ops = cli.pick(cli.ops, 2_000, 20_000);
+    let (rtt, mut figures) = workloads::rtt(&server.url(), ops).await;
     let bench = Bench {
         url: server.url(),
         redlock_urls: redlock.iter().map(RedisServer::url).collect(),
         rtt,
-        ops: cli.ops,
-        duration: Duration::from_secs(cli.seconds),
-        hold: Duration::from_secs(cli.hold_seconds),
+        rounds: cli.pick(cli.rounds, 3, 5).max(1),
+        ops,
+        duration: Duration::from_secs(cli.pick(cli.seconds, 1, 3)),
+        handoffs: cli.pick(cli.handoffs, 300, 2_000),
+        hold,
     };
     for workload in workloads {
         let results = match workload {
             Workload::Latency => workloads::latency(&bench).await,
             Workload::Throughput => workloads::throughput(&bench).await,
             Workload::Contended => workloads::contended(&bench).await,
+            Workload::Handoff => workloads::handoff(&bench).await,
             Workload::Attribute => workloads::attribute(&bench).await,
-            Workload::Held => workloads::held(&bench).await,
+            Workload::Held => held::held(&bench).await,
             Workload::Redlock => workloads::redlock(&bench).await,
         };
         if cli.json {

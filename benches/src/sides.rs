@@ -1,0 +1,140 @@
+//! The lock libraries measured side by side, behind one interface: ours (`lock_runtime`,
+//! public API only) and the peer, `rslock` (the most used Redis lock crate), on the same
+//! private redis-server.
+
+use std::time::Duration;
+
+use lock_runtime::{LockGuard, Locker};
+
+/// The TTL of every rslock lock: ours' default, which our requests here keep.
+const PEER_TTL: Duration = Duration::from_secs(30);
+
+/// How long one of ours waits for a held lock (`.wait(..)`).
+const OUR_WAIT: Duration = Duration::from_secs(30);
+
+/// rslock with a short retry delay: its `lock` sleeps a random whole number of
+/// milliseconds in `0..delay` between tries, so 2 ms means 0 or 1 ms.
+const FAST_RETRY_DELAY: Duration = Duration::from_millis(2);
+
+/// Tries per `lock` call for the fast variant; its `acquire` loops over `lock` anyway, so
+/// this only keeps it from starting over (and drawing a new owner value) every few tries.
+const FAST_RETRY_COUNT: u32 = 100_000;
+
+/// One measured configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// lock_runtime with its defaults; waiting with `.wait(..)`.
+    Ours,
+    /// rslock with its default retry settings (3 tries per `lock`, random delay up to
+    /// 200 ms); waiting with `acquire`, which loops until it gets the lock.
+    Rslock,
+    /// rslock with a 2 ms retry delay and enough tries not to fail.
+    RslockFast,
+}
+
+impl Side {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Ours => "ours",
+            Self::Rslock => "rslock",
+            Self::RslockFast => "rslock 2ms",
+        }
+    }
+
+    /// A short tag for key names.
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Ours => "ours",
+            Self::Rslock => "peer",
+            Self::RslockFast => "peer2ms",
+        }
+    }
+
+    /// Key names for this side: `bench:{tag}:{what}`.
+    pub(crate) fn key(self, what: impl std::fmt::Display) -> String {
+        format!("bench:{}:{what}", self.tag())
+    }
+
+    /// A client of its own (its own connections), connected and warmed up (scripts loaded).
+    pub(crate) async fn client(self, url: &str) -> Client {
+        let client = match self {
+            Self::Ours => {
+                let locker = Locker::redis(url).expect("a valid URL");
+                locker.ping().await.expect("ping");
+                Client::Ours(locker)
+            }
+            Self::Rslock => Client::Rslock(rslock::LockManager::new(vec![url])),
+            Self::RslockFast => {
+                let mut manager = rslock::LockManager::new(vec![url]);
+                manager.set_retry(FAST_RETRY_COUNT, FAST_RETRY_DELAY);
+                Client::Rslock(manager)
+            }
+        };
+        for index in 0..3 {
+            let guard = client
+                .acquire(self.key(format!("warmup:{index}")), false)
+                .await;
+            guard.release().await;
+        }
+        client
+    }
+}
+
+/// A client of one side.
+#[derive(Clone)]
+pub(crate) enum Client {
+    Ours(Locker),
+    Rslock(rslock::LockManager),
+}
+
+/// A held lock of one side.
+pub(crate) enum Guard {
+    Ours(LockGuard),
+    Rslock(rslock::Lock),
+}
+
+impl Client {
+    /// Acquires `name`. Without `wait`, a held lock is an error (ours: no waiting; rslock:
+    /// `lock`, its configured tries); with it, ours waits with `.wait(..)` and rslock
+    /// `acquire`s (tries until it gets the lock). Panics on any error: the workloads are
+    /// built so that it cannot happen.
+    pub(crate) async fn acquire(&self, name: String, wait: bool) -> Guard {
+        match self {
+            Client::Ours(locker) => {
+                let request = locker.lock(name);
+                let request = if wait {
+                    request.wait(OUR_WAIT)
+                } else {
+                    request
+                };
+                Guard::Ours(request.acquire().await.expect("acquire (ours)"))
+            }
+            Client::Rslock(manager) if wait => Guard::Rslock(
+                manager
+                    .acquire(name.as_str(), PEER_TTL)
+                    .await
+                    .expect("acquire (rslock)")
+                    .lock,
+            ),
+            Client::Rslock(manager) => Guard::Rslock(
+                manager
+                    .lock(name.as_str(), PEER_TTL)
+                    .await
+                    .expect("lock (rslock)"),
+            ),
+        }
+    }
+}
+
+impl Guard {
+    /// Releases the lock; whether it was still held (rslock does not say: always true).
+    pub(crate) async fn release(self) -> bool {
+        match self {
+            Guard::Ours(guard) => guard.release().await.expect("release (ours)"),
+            Guard::Rslock(lock) => {
+                lock.release().await;
+                true
+            }
+        }
+    }
+}

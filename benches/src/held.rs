@@ -42,24 +42,11 @@ pub(crate) struct HeldRun {
 
 /// The workload: one child process per size, on the same server.
 pub(crate) async fn held(bench: &Bench) -> Vec<Figure> {
-    let exe = std::env::current_exe().expect("the running lockbench");
     let mut figures = Vec::new();
     for locks in SIZES {
-        let output = tokio::process::Command::new(&exe)
-            .arg("--held-child")
-            .arg(locks.to_string())
-            .arg("--url")
-            .arg(&bench.url)
-            .arg("--hold-seconds")
-            .arg(bench.hold.as_secs().to_string())
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .await
-            .expect("run lockbench --held-child");
-        assert!(output.status.success(), "lockbench --held-child failed");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let run: HeldRun = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-            .expect("the child's JSON line");
+        let hold = bench.hold.as_secs().to_string();
+        let args = ["--held-child", &locks.to_string(), "--url", &bench.url];
+        let run: HeldRun = crate::child(&[&args[..], &["--hold-seconds", &hold]].concat()).await;
         figures.extend(run.figures());
     }
     figures

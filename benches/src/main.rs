@@ -7,10 +7,15 @@
 //! cargo run --release -p benches --bin lockbench -- contended held # some of them
 //! cargo run --release -p benches --bin lockbench -- --quick        # fewer rounds and ops
 //! cargo run --release -p benches --bin lockbench -- --json         # JSON lines
+//! cargo run --release -p benches --bin lockbench -- handoff --only ours  # one side (profiling)
 //! ```
 
+mod cluster;
 mod held;
+mod observability;
+mod redlock;
 mod report;
+mod semaphore;
 mod sides;
 mod stats;
 mod workloads;
@@ -55,11 +60,20 @@ struct Cli {
     /// Seconds the many-held-locks workload holds its locks, per size [default: 30].
     #[arg(long)]
     hold_seconds: Option<u64>,
+    /// Run only this side of the side-by-side workloads (for profiling one library;
+    /// ratios are then meaningless).
+    #[arg(long, hide = true, value_enum)]
+    only: Option<sides::Side>,
     /// Internal: run the many-held-locks workload for this many locks in this process,
     /// on the server at --url, and print its result as one JSON line.
     #[arg(long, hide = true, requires = "url")]
     held_child: Option<usize>,
-    /// Internal: the server of --held-child.
+    /// Internal: run one measurement of the observability workload in this process, with
+    /// a subscriber and a recorder installed or not, on the server at --url, and print
+    /// its result as one JSON line.
+    #[arg(long, hide = true, requires = "url", value_enum)]
+    obs_child: Option<observability::Listening>,
+    /// Internal: the server of --held-child and --obs-child.
     #[arg(long, hide = true)]
     url: Option<String>,
 }
@@ -80,6 +94,24 @@ enum Workload {
     Attribute,
     Held,
     Redlock,
+    Observability,
+    Semaphore,
+    Cluster,
+}
+
+/// Runs this lockbench again with `args` (a `--*-child` measurement) and reads the JSON
+/// line it prints last.
+async fn child<T: serde::de::DeserializeOwned>(args: &[&str]) -> T {
+    let exe = std::env::current_exe().expect("the running lockbench");
+    let output = tokio::process::Command::new(&exe)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("run lockbench as a child");
+    assert!(output.status.success(), "lockbench {args:?} failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the child's JSON line")
 }
 
 #[tokio::main]
@@ -88,6 +120,12 @@ async fn main() {
     let hold = Duration::from_secs(cli.pick(cli.hold_seconds, 5, 30));
     if let (Some(locks), Some(url)) = (cli.held_child, &cli.url) {
         let run = held::child(url, locks, hold).await;
+        println!("{}", serde_json::to_string(&run).expect("plain data"));
+        return;
+    }
+    if let (Some(listening), Some(url)) = (cli.obs_child, &cli.url) {
+        let ops = cli.pick(cli.ops, 2_000, 20_000);
+        let run = observability::child(url, listening, ops).await;
         println!("{}", serde_json::to_string(&run).expect("plain data"));
         return;
     }
@@ -119,6 +157,7 @@ async fn main() {
         duration: Duration::from_secs(cli.pick(cli.seconds, 1, 3)),
         handoffs: cli.pick(cli.handoffs, 300, 2_000),
         hold,
+        only: cli.only,
     };
     for workload in workloads {
         let results = match workload {
@@ -128,7 +167,10 @@ async fn main() {
             Workload::Handoff => workloads::handoff(&bench).await,
             Workload::Attribute => workloads::attribute(&bench).await,
             Workload::Held => held::held(&bench).await,
-            Workload::Redlock => workloads::redlock(&bench).await,
+            Workload::Redlock => redlock::redlock(&bench).await,
+            Workload::Observability => observability::observability(&bench).await,
+            Workload::Semaphore => semaphore::semaphore(&bench).await,
+            Workload::Cluster => cluster::cluster(&bench).await,
         };
         if cli.json {
             for figure in &results {

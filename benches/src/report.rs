@@ -65,6 +65,18 @@ impl Figure {
         self.met = Some(met);
         self
     }
+
+    /// Held to `value <= limit`.
+    pub(crate) fn at_most(self, limit: f64) -> Self {
+        let met = self.value <= limit;
+        self.target(format!("<= {limit}"), met)
+    }
+
+    /// Held to `value >= limit`.
+    pub(crate) fn at_least(self, limit: f64) -> Self {
+        let met = self.value >= limit;
+        self.target(format!(">= {limit}"), met)
+    }
 }
 
 /// Prints figures as a table.

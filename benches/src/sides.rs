@@ -21,7 +21,7 @@ const FAST_RETRY_DELAY: Duration = Duration::from_millis(2);
 const FAST_RETRY_COUNT: u32 = 100_000;
 
 /// One measured configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Side {
     /// lock_runtime with its defaults; waiting with `.wait(..)`.
     Ours,

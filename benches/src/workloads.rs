@@ -34,12 +34,25 @@ pub(crate) struct Bench {
     pub(crate) handoffs: u64,
     /// How long the many-held-locks workload holds them.
     pub(crate) hold: Duration,
+    /// Run only this side of the side-by-side workloads (for profiling one library).
+    pub(crate) only: Option<Side>,
 }
 
 impl Bench {
     /// `total` split over the rounds (at least 1 each).
-    fn per_round(&self, total: u64) -> u64 {
+    pub(crate) fn per_round(&self, total: u64) -> u64 {
         (total / self.rounds as u64).max(1)
+    }
+
+    /// The indices of `sides` in the order they run in `round`: rotated by one each round
+    /// (A B, B A, ... or A B C, B C A, ...); only the side of `--only` if given.
+    fn order(&self, round: usize, sides: &[Side]) -> impl Iterator<Item = usize> {
+        let only = self.only;
+        let count = sides.len();
+        let sides = sides.to_vec();
+        (0..count)
+            .map(move |offset| (round + offset) % count)
+            .filter(move |&index| only.is_none_or(|only| sides[index] == only))
     }
 }
 
@@ -55,7 +68,11 @@ pub(crate) async fn connection(url: &str) -> ConnectionManager {
 
 /// PING round trips, `ops` in a row, or each after a `pause` (the client and the server
 /// idle first, as before a hand-off).
-async fn pings(redis: &mut ConnectionManager, ops: u64, pause: Option<Duration>) -> Samples {
+pub(crate) async fn pings(
+    redis: &mut ConnectionManager,
+    ops: u64,
+    pause: Option<Duration>,
+) -> Samples {
     let mut samples = Vec::with_capacity(ops as usize);
     for _ in 0..ops {
         if let Some(pause) = pause {
@@ -77,12 +94,6 @@ pub(crate) async fn rtt(url: &str, ops: u64) -> (f64, Vec<Figure>) {
         Figure::new("rtt", "PING p99", micros(samples.percentile(99.0)), "us"),
     ];
     (p50, figures)
-}
-
-/// The indices of `sides` sides in the order they run in `round`: rotated by one each
-/// round (A B, B A, ... or A B C, B C A, ...).
-fn order(round: usize, sides: usize) -> impl Iterator<Item = usize> {
-    (0..sides).map(move |offset| (round + offset) % sides)
 }
 
 /// One side's latency percentiles, one of each per round, in microseconds.
@@ -122,7 +133,7 @@ impl Percentiles {
 }
 
 /// Per-round ratios of two sides' figures.
-fn ratios(ours: &[f64], theirs: &[f64]) -> Vec<f64> {
+pub(crate) fn ratios(ours: &[f64], theirs: &[f64]) -> Vec<f64> {
     ours.iter().zip(theirs).map(|(a, b)| a / b).collect()
 }
 
@@ -154,7 +165,7 @@ pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
     for round in 0..bench.rounds {
         let pings = pings(&mut ping, per_round, None).await;
         rtts.push(micros(pings.percentile(50.0)));
-        for index in order(round, SIDES.len()) {
+        for index in bench.order(round, &SIDES) {
             let prefix = SIDES[index].key(format!("latency:{round}"));
             results[index].push(&pairs(&clients[index], &prefix, per_round).await);
         }
@@ -259,29 +270,39 @@ struct CpuMeter {
 }
 
 impl CpuMeter {
-    async fn start(redis: &mut ConnectionManager) -> Self {
+    /// Starts measuring this process and the servers of `servers`.
+    async fn start(servers: &mut [ConnectionManager]) -> Self {
         Self {
             client: cpu_seconds(),
-            server: server_cpu(redis).await,
+            server: servers_cpu(servers).await,
         }
     }
 
     /// Microseconds of client and of server CPU per operation since `start`.
-    async fn per_op(&self, redis: &mut ConnectionManager, ops: u64) -> (f64, f64) {
+    async fn per_op(&self, servers: &mut [ConnectionManager], ops: u64) -> (f64, f64) {
         let client = cpu_seconds() - self.client;
-        let server = server_cpu(redis).await - self.server;
+        let server = servers_cpu(servers).await - self.server;
         let ops = ops.max(1) as f64;
         (client * 1e6 / ops, server * 1e6 / ops)
     }
 }
 
-/// One round of workload 2: pairs/s, client and server CPU per pair (us).
-async fn throughput_round(
+/// The CPU time of all of `servers`, in seconds.
+async fn servers_cpu(servers: &mut [ConnectionManager]) -> f64 {
+    let mut total = 0.0;
+    for server in servers {
+        total += server_cpu(server).await;
+    }
+    total
+}
+
+/// One round of workload 2: pairs/s, client and server CPU per pair (us); the server CPU
+/// is that of every server of `stats`.
+pub(crate) async fn throughput_round(
     bench: &Bench,
     client: &Client,
-    side: Side,
-    round: usize,
-    stats: &mut ConnectionManager,
+    prefix: &str,
+    stats: &mut [ConnectionManager],
 ) -> [f64; 3] {
     const TASKS: usize = 64;
     let stop = Arc::new(AtomicBool::new(false));
@@ -290,7 +311,7 @@ async fn throughput_round(
     let cpu = CpuMeter::start(stats).await;
     for task in 0..TASKS {
         let (client, stop, done) = (client.clone(), stop.clone(), done.clone());
-        let prefix = side.key(format!("tp:{round}:{task}"));
+        let prefix = format!("{prefix}:{task}");
         tasks.spawn(async move {
             let mut index = 0_u64;
             while !stop.load(Ordering::Relaxed) {
@@ -321,12 +342,12 @@ pub(crate) async fn throughput(bench: &Bench) -> Vec<Figure> {
         clients.push(side.client(&bench.url).await);
     }
     let clients = &clients;
-    let stats = &mut connection(&bench.url).await;
+    let stats = &mut [connection(&bench.url).await];
     let mut results = vec![[[0.0; 3]; 2]; bench.rounds];
     for (round, result) in results.iter_mut().enumerate() {
-        for index in order(round, SIDES.len()) {
-            result[index] =
-                throughput_round(bench, &clients[index], SIDES[index], round, stats).await;
+        for index in bench.order(round, &SIDES) {
+            let prefix = SIDES[index].key(format!("tp:{round}"));
+            result[index] = throughput_round(bench, &clients[index], &prefix, stats).await;
         }
     }
     let metric = |side: usize, which: usize| {
@@ -406,7 +427,7 @@ async fn contended_round(bench: &Bench, side: Side, round: usize) -> Contention 
         workers.push((side.client(&bench.url).await, connection(&bench.url).await));
     }
     let calls = command_calls(&mut stats).await;
-    let cpu = CpuMeter::start(&mut stats).await;
+    let cpu = CpuMeter::start(std::slice::from_mut(&mut stats)).await;
     let mut tasks = tokio::task::JoinSet::new();
     for (client, mut redis) in workers {
         let (stop, lock, counter) = (stop.clone(), lock.clone(), counter.clone());
@@ -444,7 +465,7 @@ async fn contended_round(bench: &Bench, side: Side, round: usize) -> Contention 
     }
     let elapsed = started.elapsed();
     let sections = all.len() as u64;
-    let (client_cpu, _) = cpu.per_op(&mut stats, sections).await;
+    let (client_cpu, _) = cpu.per_op(std::slice::from_mut(&mut stats), sections).await;
     let commands = command_calls(&mut stats).await.all - calls.all;
     let value: Option<u64> = redis::cmd("GET")
         .arg(&counter)
@@ -473,7 +494,7 @@ pub(crate) async fn contended(bench: &Bench) -> Vec<Figure> {
     const SIDES: [Side; 3] = [Side::Ours, Side::Rslock, Side::RslockFast];
     let mut results: [Vec<Contention>; 3] = Default::default();
     for round in 0..bench.rounds {
-        for index in order(round, SIDES.len()) {
+        for index in bench.order(round, &SIDES) {
             results[index].push(contended_round(bench, SIDES[index], round).await);
         }
     }
@@ -579,12 +600,12 @@ pub(crate) async fn contended(bench: &Bench) -> Vec<Figure> {
 
 /// How long the holder keeps the lock after the waiter has started waiting: enough for
 /// the waiter to try, queue and go to sleep (a few round trips).
-const HANDOFF_PAUSE: Duration = Duration::from_millis(5);
+pub(crate) const HANDOFF_PAUSE: Duration = Duration::from_millis(5);
 
 /// One round of workload 4: `reps` hand-offs from `holder` to `waiter` on fresh keys. Each
 /// is timed from just before the holder's release is sent to the waiter's `acquire`
 /// returning; the waiter has been waiting for `HANDOFF_PAUSE` by then.
-async fn handoff_round(
+pub(crate) async fn handoff_round(
     holder: &Client,
     waiter: &Client,
     side: Side,
@@ -622,6 +643,64 @@ async fn handoff_round(
     Samples::new(samples)
 }
 
+/// The floor of a hand-off from idle: a PUBLISH on one connection, after a pause, until a
+/// task listening on another connection (RESP3 push messages, as ours) has the message.
+struct Relay {
+    publisher: ConnectionManager,
+    /// The instants the listening task received each message.
+    heard: tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    /// Keeps the subscription's connection alive.
+    _subscriber: ConnectionManager,
+}
+
+impl Relay {
+    const CHANNEL: &str = "bench:relay";
+
+    async fn new(url: &str) -> Self {
+        let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+        let (told, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(push) = received.recv().await {
+                if push.kind == redis::PushKind::Message && told.send(Instant::now()).is_err() {
+                    return;
+                }
+            }
+        });
+        let client = redis::Client::open(format!("{url}?protocol=resp3")).expect("a valid URL");
+        let config = redis::aio::ConnectionManagerConfig::new().set_push_sender(pushes);
+        let mut subscriber = ConnectionManager::new_with_config(client, config)
+            .await
+            .expect("connect");
+        subscriber
+            .subscribe(Self::CHANNEL)
+            .await
+            .expect("SUBSCRIBE");
+        Self {
+            publisher: connection(url).await,
+            heard,
+            _subscriber: subscriber,
+        }
+    }
+
+    /// `reps` relays, each after `HANDOFF_PAUSE`.
+    async fn samples(&mut self, reps: u64) -> Samples {
+        let mut samples = Vec::with_capacity(reps as usize);
+        for _ in 0..reps {
+            tokio::time::sleep(HANDOFF_PAUSE).await;
+            let started = Instant::now();
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(Self::CHANNEL)
+                .arg("x")
+                .query_async(&mut self.publisher)
+                .await
+                .expect("PUBLISH");
+            let heard = self.heard.recv().await.expect("the listening task");
+            samples.push(heard.duration_since(started));
+        }
+        Samples::new(samples)
+    }
+}
+
 /// Workload 4, hand-off: a holder holds a key and a waiter (another client) waits on it;
 /// the time from the release to the waiter's acquire, against the PING round trip
 /// measured in the same rounds. Ours waits with `.wait(..)`, rslock (2 ms retry delay)
@@ -636,16 +715,19 @@ pub(crate) async fn handoff(bench: &Bench) -> Vec<Figure> {
         pairs_of_clients.push((holder, waiter));
     }
     let mut ping = connection(&bench.url).await;
+    let mut relay = Relay::new(&bench.url).await;
     let reps = bench.per_round(bench.handoffs);
     let pings_per_round = bench.per_round(bench.ops);
-    let (mut rtts, mut idle_rtts) = (Vec::new(), Vec::new());
+    let (mut rtts, mut idle_rtts, mut relays) = (Vec::new(), Vec::new(), Vec::new());
     let mut results: [Percentiles; 2] = Default::default();
     for round in 0..bench.rounds {
         let busy = pings(&mut ping, pings_per_round, None).await;
         rtts.push(micros(busy.percentile(50.0)));
         let idle = pings(&mut ping, reps.min(100), Some(HANDOFF_PAUSE)).await;
         idle_rtts.push(micros(idle.percentile(50.0)));
-        for index in order(round, SIDES.len()) {
+        let relayed = relay.samples(reps.min(100)).await;
+        relays.push(micros(relayed.percentile(50.0)));
+        for index in bench.order(round, &SIDES) {
             let (holder, waiter) = &pairs_of_clients[index];
             results[index].push(&handoff_round(holder, waiter, SIDES[index], round, reps).await);
         }
@@ -660,6 +742,13 @@ pub(crate) async fn handoff(bench: &Bench) -> Vec<Figure> {
             "us",
         )
         .per_rtt(rtt),
+        Figure::rounds(
+            "handoff",
+            format!("floor: PUBLISH -> subscriber, after a {HANDOFF_PAUSE:?} pause, p50"),
+            &relays,
+            "us",
+        )
+        .per_rtt(rtt),
     ];
     for (side, result) in SIDES.iter().zip(&results) {
         figures.extend(result.figures("handoff", side.label(), "release -> acquire", rtt));
@@ -670,6 +759,14 @@ pub(crate) async fn handoff(bench: &Bench) -> Vec<Figure> {
         "handoff",
         "ours p50 / idle PING p50 (same round)",
         &ratios(&results[0].p50, &idle_rtts),
+        "ratio",
+    ));
+    // And beyond the least a hand-off from idle needs: one message through the server to
+    // another connection, and a task woken there.
+    figures.push(Figure::rounds(
+        "handoff",
+        "ours p50 / floor p50 (same round)",
+        &ratios(&results[0].p50, &relays),
         "ratio",
     ));
     figures
@@ -728,70 +825,5 @@ pub(crate) async fn attribute(bench: &Bench) -> Vec<Figure> {
         .per_rtt(bench.rtt),
         Figure::new("attribute", "attribute / guard (p50)", ratio, "ratio")
             .target("<= 1.03", ratio <= 1.03),
-    ]
-}
-
-/// Workload 7, Redlock: workload 1 on 5 servers vs 1.
-pub(crate) async fn redlock(bench: &Bench) -> Vec<Figure> {
-    let single = Client::Ours(locker(&bench.url));
-    let quorum = Locker::redlock(&bench.redlock_urls).expect("valid URLs");
-    quorum.ping().await.expect("ping");
-    let quorum = Client::Ours(quorum);
-    pairs(&single, "bench:warmup", 500).await;
-    pairs(&quorum, "bench:warmup", 500).await;
-    let ops = (bench.ops / 2).max(1);
-    let one = pairs(&single, "bench:redlock1", ops).await;
-    let five = pairs(&quorum, "bench:redlock5", ops).await;
-    let ratio = five.percentile(50.0).as_secs_f64() / one.percentile(50.0).as_secs_f64();
-    // The machine's own floor for this ratio: a PING sent to every server at once and
-    // awaited from all, against a PING to one.
-    let mut fan_out = Vec::new();
-    for url in &bench.redlock_urls {
-        fan_out.push(connection(url).await);
-    }
-    let mut samples = Vec::with_capacity(ops as usize);
-    for _ in 0..ops {
-        let started = Instant::now();
-        let pings = fan_out.iter_mut().map(|redis| async move {
-            let _: String = redis::cmd("PING").query_async(redis).await.expect("PING");
-        });
-        futures_util::future::join_all(pings).await;
-        samples.push(started.elapsed());
-    }
-    let fan_out = Samples::new(samples);
-    let floor = micros(fan_out.percentile(50.0)) / bench.rtt;
-    vec![
-        Figure::new(
-            "redlock",
-            "1 server p50",
-            micros(one.percentile(50.0)),
-            "us",
-        )
-        .per_rtt(bench.rtt),
-        Figure::new(
-            "redlock",
-            format!("{} servers p50", bench.redlock_urls.len()),
-            micros(five.percentile(50.0)),
-            "us",
-        )
-        .per_rtt(bench.rtt),
-        Figure::new(
-            "redlock",
-            format!("{} servers p99", bench.redlock_urls.len()),
-            micros(five.percentile(99.0)),
-            "us",
-        )
-        .per_rtt(bench.rtt),
-        Figure::new("redlock", "5 / 1 servers (p50)", ratio, "ratio")
-            .target("<= 1.5", ratio <= 1.5),
-        Figure::new(
-            "redlock",
-            format!(
-                "PING to {} servers at once / PING",
-                bench.redlock_urls.len()
-            ),
-            floor,
-            "ratio",
-        ),
     ]
 }

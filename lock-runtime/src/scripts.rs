@@ -57,7 +57,7 @@ pub(crate) static RELEASE_FREE: LazyLock<Script> =
 #[cfg(test)]
 mod tests {
     /// Every script, with the shared helpers it is built from.
-    const SCRIPTS: [(&str, &str); 14] = [
+    const SCRIPTS: [(&str, &str); 15] = [
         ("clock.lua", include_str!("scripts/clock.lua")),
         (
             "acquire_fenced.lua",
@@ -71,6 +71,7 @@ mod tests {
             "acquire_queued.lua",
             include_str!("queue/acquire_queued.lua"),
         ),
+        ("release_fast.lua", include_str!("queue/release_fast.lua")),
         ("release.lua", include_str!("queue/release.lua")),
         ("semaphore.lua", include_str!("scripts/semaphore.lua")),
         (

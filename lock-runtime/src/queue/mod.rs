@@ -1,5 +1,6 @@
 //! First come, first served: the queue of a lock's waiters and the hand-off of the lock
-//! on release. Its Lua (`queue.lua`, `acquire_queued.lua`, `release.lua`), its Rust side
+//! on release. Its Lua (`queue.lua`, `acquire_queued.lua`, `release_fast.lua`,
+//! `release.lua`), its Rust side
 //! (this file) and the memory backend's model of it ([`memory`]) live here together.
 //!
 //! # The protocol
@@ -76,9 +77,11 @@ pub(crate) static ACQUIRE_QUEUED: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// A release that hands the lock to the first live waiter ([`release`]).
+/// A release that hands the lock to the first live waiter ([`release`]); with nobody
+/// queued, a delete that runs before the protocol's functions are defined.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        include_str!("release_fast.lua"),
         include_str!("../scripts/clock.lua"),
         include_str!("queue.lua"),
         include_str!("release.lua")

@@ -9,18 +9,44 @@
 //! never share a key. The prefix may not contain braces at all, or it would choose the
 //! slot instead of the name.
 
+use std::fmt;
+use std::io::Write;
+
 use crate::LockError;
 
-/// The lock's name and its server-side names, in one allocation.
+/// The lock's name and its key, in one allocation; the other server-side names are the
+/// key plus a suffix ([`Name`]), written where they are used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LockKeys {
-    /// The lock's name, then the server-side names in the order of [`SUFFIXES`].
+    /// The lock's name, then its key.
     names: String,
     /// Where the lock's name ends in `names`.
     name_end: usize,
-    /// Where each server-side name ends in `names`.
-    ends: [usize; SUFFIXES.len()],
     kind: Kind,
+}
+
+/// A server-side name of a lock: its key and a suffix. Written into a command as one
+/// argument without building a `String` first; `to_string()` where a `String` is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Name<'a> {
+    key: &'a str,
+    suffix: &'static str,
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key)?;
+        f.write_str(self.suffix)
+    }
+}
+
+impl redis::ToRedisArgs for Name<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writing to a command's buffer cannot fail.
+        let _ = arg.write_all(self.key.as_bytes());
+        let _ = arg.write_all(self.suffix.as_bytes());
+    }
 }
 
 /// What a name stands for on the server.
@@ -37,9 +63,6 @@ pub(crate) enum Kind {
 /// produces it (a lock's key ends at the tag, its other names have other suffixes), so
 /// a lock and a semaphore may share a name.
 const SEMAPHORE: &str = ":sem";
-
-/// What each name adds to the lock key.
-const SUFFIXES: [&str; 5] = ["", ":fence", ":queue", ":waiting", ":released"];
 
 /// Checks a key prefix: it must not contain a hash tag's braces.
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), LockError> {
@@ -104,24 +127,12 @@ impl LockKeys {
 
     fn build(name: &str, key_parts: &[&str], kind: Kind) -> Self {
         let key_len: usize = key_parts.iter().map(|part| part.len()).sum();
-        let total = name.len()
-            + SUFFIXES
-                .iter()
-                .map(|suffix| key_len + suffix.len())
-                .sum::<usize>();
-        let mut names = String::with_capacity(total);
+        let mut names = String::with_capacity(name.len() + key_len);
         names.push_str(name);
-        let name_end = names.len();
-        let mut ends = [0; SUFFIXES.len()];
-        for (end, suffix) in ends.iter_mut().zip(SUFFIXES) {
-            key_parts.iter().for_each(|part| names.push_str(part));
-            names.push_str(suffix);
-            *end = names.len();
-        }
+        key_parts.iter().for_each(|part| names.push_str(part));
         Self {
             names,
-            name_end,
-            ends,
+            name_end: name.len(),
             kind,
         }
     }
@@ -139,11 +150,11 @@ impl LockKeys {
         }
     }
 
-    fn name(&self, index: usize) -> &str {
-        let start = index
-            .checked_sub(1)
-            .map_or(self.name_end, |before| self.ends[before]);
-        &self.names[start..self.ends[index]]
+    fn name(&self, suffix: &'static str) -> Name<'_> {
+        Name {
+            key: self.key(),
+            suffix,
+        }
     }
 
     /// The lock's name, as the user gave it.
@@ -154,28 +165,28 @@ impl LockKeys {
     /// `{prefix}{{name}}`: holds the owner token, with a PX expiry. A semaphore's,
     /// `{prefix}{{name}}:sem`, is a sorted set of owner tokens scored by lease end (ms).
     pub(crate) fn key(&self) -> &str {
-        self.name(0)
+        &self.names[self.name_end..]
     }
 
     /// `{key}:fence`: the last fencing token issued, expiring with the lock's lease.
-    pub(crate) fn fence(&self) -> &str {
-        self.name(1)
+    pub(crate) fn fence(&self) -> Name<'_> {
+        self.name(":fence")
     }
 
     /// `{key}:queue`: a sorted set of waiting owner tokens, scored by arrival time.
-    pub(crate) fn queue(&self) -> &str {
-        self.name(2)
+    pub(crate) fn queue(&self) -> Name<'_> {
+        self.name(":queue")
     }
 
     /// `{key}:waiting`: a hash of waiting owner tokens to their entries (see `queue`).
-    pub(crate) fn waiting(&self) -> &str {
-        self.name(3)
+    pub(crate) fn waiting(&self) -> Name<'_> {
+        self.name(":waiting")
     }
 
     /// `{key}:released`: the channel a release publishes on when waiters listen per lock
     /// (Redlock: frees; Cluster: hand-offs, on sharded pub/sub).
-    pub(crate) fn channel(&self) -> &str {
-        self.name(4)
+    pub(crate) fn channel(&self) -> Name<'_> {
+        self.name(":released")
     }
 
     /// The Redis Cluster hash slot of every name of this lock.
@@ -225,14 +236,21 @@ mod tests {
         let keys = LockKeys::new("lock:", "order:42").unwrap();
         assert_eq!(keys.lock_name(), "order:42");
         assert_eq!(keys.key(), "lock:{order:42}");
-        assert_eq!(keys.fence(), "lock:{order:42}:fence");
-        assert_eq!(keys.queue(), "lock:{order:42}:queue");
-        assert_eq!(keys.waiting(), "lock:{order:42}:waiting");
-        assert_eq!(keys.channel(), "lock:{order:42}:released");
+        assert_eq!(keys.fence().to_string(), "lock:{order:42}:fence");
+        assert_eq!(keys.queue().to_string(), "lock:{order:42}:queue");
+        assert_eq!(keys.waiting().to_string(), "lock:{order:42}:waiting");
+        assert_eq!(keys.channel().to_string(), "lock:{order:42}:released");
         let slot = keys.slot();
         for name in [keys.fence(), keys.queue(), keys.waiting(), keys.channel()] {
-            assert_eq!(super::slot(name), slot, "{name}");
+            assert_eq!(super::slot(&name.to_string()), slot, "{name}");
         }
+        // As a command's argument: one argument, the whole name.
+        let mut command = redis::cmd("GET");
+        command.arg(keys.queue());
+        assert_eq!(
+            command.get_packed_command(),
+            b"*2\r\n$3\r\nGET\r\n$21\r\nlock:{order:42}:queue\r\n"
+        );
     }
 
     #[test]
@@ -274,25 +292,22 @@ mod tests {
         let lock = LockKeys::new("lock:", "api:7").unwrap();
         let semaphore = LockKeys::semaphore("lock:", "api:7", 4).unwrap();
         assert_eq!(semaphore.key(), "lock:{api:7}:sem");
-        assert_eq!(semaphore.queue(), "lock:{api:7}:sem:queue");
-        assert_eq!(semaphore.channel(), "lock:{api:7}:sem:released");
+        assert_eq!(semaphore.queue().to_string(), "lock:{api:7}:sem:queue");
+        assert_eq!(semaphore.channel().to_string(), "lock:{api:7}:sem:released");
         assert_eq!(semaphore.slot(), lock.slot());
         assert_eq!(semaphore.permits(), Some(4));
         assert_eq!(lock.permits(), None);
-        let lock_names = [
-            lock.key(),
-            lock.fence(),
-            lock.queue(),
-            lock.waiting(),
-            lock.channel(),
-        ];
-        for name in [
-            semaphore.key(),
-            semaphore.fence(),
-            semaphore.queue(),
-            semaphore.waiting(),
-            semaphore.channel(),
-        ] {
+        let names = |keys: &LockKeys| {
+            [
+                keys.key().to_owned(),
+                keys.fence().to_string(),
+                keys.queue().to_string(),
+                keys.waiting().to_string(),
+                keys.channel().to_string(),
+            ]
+        };
+        let lock_names = names(&lock);
+        for name in names(&semaphore) {
             assert!(!lock_names.contains(&name), "{name}");
         }
         let weird = LockKeys::semaphore("lock:", "a}b", 2).unwrap();

@@ -9,7 +9,63 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
+
+/// One call of a script: an `EVALSHA` command with its keys and arguments written
+/// straight into it (redis-rs's `ScriptInvocation` buffers each argument on its own, then
+/// copies them all into the command). Loads the script when the server does not have it.
+#[derive(Debug)]
+pub(crate) struct Eval {
+    script: &'static Script,
+    command: redis::Cmd,
+    /// Keys still to add: every key comes before the first argument.
+    keys_left: usize,
+}
+
+impl Eval {
+    /// A call of `script` with `keys` keys (added first, with [`key`](Self::key)).
+    pub(crate) fn new(script: &'static Script, keys: usize) -> Self {
+        let mut command = redis::Cmd::with_capacity(3 + 2 * keys, 128);
+        command.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        Self {
+            script,
+            command,
+            keys_left: keys,
+        }
+    }
+
+    /// Adds the next key.
+    pub(crate) fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        debug_assert!(self.keys_left > 0, "more keys than announced");
+        self.keys_left = self.keys_left.saturating_sub(1);
+        self.command.arg(key);
+        self
+    }
+
+    /// Adds the next argument (after every key).
+    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        debug_assert_eq!(self.keys_left, 0, "an argument before the last key");
+        self.command.arg(arg);
+        self
+    }
+
+    /// Runs the call on `connection`, loading the script first if the server lacks it.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        connection: &mut impl redis::aio::ConnectionLike,
+    ) -> RedisResult<T> {
+        debug_assert_eq!(self.keys_left, 0, "fewer keys than announced");
+        match self.command.query_async(connection).await {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.script.load_async(connection).await?;
+                self.command.query_async(connection).await
+            }
+            answer => answer,
+        }
+    }
+}
 
 /// `SET NX PX` plus the next fencing token.
 pub(crate) static ACQUIRE_FENCED: LazyLock<Script> = LazyLock::new(|| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{ExtendMode, Remaining, Renewal};
 use crate::driver::Server;
 use crate::key::{Kind, LockKeys};
-use crate::scripts::{EXTEND, EXTEND_MANY, SEMAPHORE_EXTEND, SEMAPHORE_INSPECT};
+use crate::scripts::{EXTEND, EXTEND_MANY, Eval, SEMAPHORE_EXTEND, SEMAPHORE_INSPECT};
 use crate::{LockError, millis};
 
 /// Locks renewed per script call: bounds the time one call blocks the server.
@@ -21,11 +21,13 @@ pub(crate) async fn extend(
     by: Duration,
     mode: ExtendMode,
 ) -> Result<Option<Duration>, LockError> {
-    let mut invocation = match keys.kind() {
-        Kind::Lock => EXTEND.key(keys.key()),
-        Kind::Semaphore { .. } => SEMAPHORE_EXTEND.key(keys.key()),
+    let script = match keys.kind() {
+        Kind::Lock => &EXTEND,
+        Kind::Semaphore { .. } => &SEMAPHORE_EXTEND,
     };
+    let mut invocation = Eval::new(script, 1);
     invocation
+        .key(keys.key())
         .arg(token)
         .arg(millis::expiry(by))
         .arg(match mode {
@@ -44,10 +46,12 @@ pub(crate) async fn extend_many(
 ) -> Vec<Result<Option<Duration>, LockError>> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(RENEWALS_PER_CALL) {
-        let mut invocation = EXTEND_MANY.prepare_invoke();
+        let mut invocation = Eval::new(&EXTEND_MANY, chunk.len());
+        for renewal in chunk {
+            invocation.key(renewal.keys.key());
+        }
         for renewal in chunk {
             invocation
-                .key(renewal.keys.key())
                 .arg(renewal.token)
                 .arg(millis::expiry(renewal.ttl))
                 .arg(match renewal.keys.kind() {
@@ -108,8 +112,8 @@ pub(crate) async fn remaining(server: &Server, keys: &LockKeys) -> Result<Remain
 /// A semaphore: the time left of `token`'s lease and of the first lease to end, in ms
 /// (-2: none).
 async fn inspect(server: &Server, keys: &LockKeys, token: &str) -> Result<[i64; 2], LockError> {
-    let mut invocation = SEMAPHORE_INSPECT.key(keys.key());
-    invocation.arg(token);
+    let mut invocation = Eval::new(&SEMAPHORE_INSPECT, 1);
+    invocation.key(keys.key()).arg(token);
     let reply: Vec<i64> = server.eval(&invocation, keys.lock_name()).await?;
     match reply[..] {
         [own, first] => Ok([own, first]),

@@ -18,7 +18,7 @@ pub(crate) use crate::driver::Timeouts;
 use crate::driver::Tls;
 use crate::key::LockKeys;
 use crate::queue::{self, Inbox, QueueSpec, Reply};
-use crate::scripts::ACQUIRE_FENCED;
+use crate::scripts::{ACQUIRE_FENCED, Eval};
 use crate::{LockError, millis};
 
 /// Locks on one Redis server or a Redis Cluster.
@@ -96,8 +96,9 @@ impl RedisBackend {
             return attempt(&reply, fencing, keys);
         }
         if fencing {
-            let mut invocation = ACQUIRE_FENCED.key(keys.key());
+            let mut invocation = Eval::new(&ACQUIRE_FENCED, 2);
             invocation
+                .key(keys.key())
                 .key(keys.fence())
                 .arg(token)
                 .arg(millis::expiry(ttl));
@@ -127,7 +128,10 @@ impl RedisBackend {
         let name = keys.lock_name();
         if self.cluster {
             return Ok(Listener {
-                registration: self.server.listen_on(token, keys.channel(), name).await?,
+                registration: self
+                    .server
+                    .listen_on(token, &keys.channel().to_string(), name)
+                    .await?,
                 inbox: Inbox::Sharded,
             });
         }
@@ -224,10 +228,14 @@ impl RedisBackend {
     ) -> Result<(Option<Duration>, u32), LockError> {
         let mut connection = self.server.durable_connection(wait).await?;
         let name = keys.lock_name();
-        let mut invocation = crate::scripts::EXTEND.key(keys.key());
-        invocation.arg(token).arg(millis::expiry(ttl)).arg("renew");
+        let mut invocation = Eval::new(&crate::scripts::EXTEND, 1);
+        invocation
+            .key(keys.key())
+            .arg(token)
+            .arg(millis::expiry(ttl))
+            .arg("renew");
         let left: u64 = invocation
-            .invoke_async(&mut connection)
+            .invoke(&mut connection)
             .await
             .map_err(|source| self.server.error(name, source))?;
         if left == 0 {

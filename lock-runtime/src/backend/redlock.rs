@@ -22,7 +22,7 @@ use crate::driver::{Server, Timeouts};
 use crate::error::ServerFailure;
 use crate::key::LockKeys;
 use crate::queue::Inbox;
-use crate::scripts::RELEASE_FREE;
+use crate::scripts::{Eval, RELEASE_FREE};
 use crate::{LockError, millis};
 
 /// Why Redlock refuses fencing tokens.
@@ -247,7 +247,8 @@ impl Redlock {
         let mut failures = Vec::new();
         for index in 0..self.servers.len() {
             let server = &self.servers[(first + index) % self.servers.len()];
-            let listened = server.listen_on(token, keys.channel(), keys.lock_name());
+            let channel = keys.channel().to_string();
+            let listened = server.listen_on(token, &channel, keys.lock_name());
             match tokio::time::timeout(limit, listened).await {
                 Ok(Ok(registration)) => {
                     return Ok(Listener {
@@ -445,8 +446,8 @@ async fn acquire_on(
 
 /// One server's release: owner-checked delete that announces the free.
 async fn release_on(server: &Server, keys: &LockKeys, token: &str) -> Result<bool, LockError> {
-    let mut invocation = RELEASE_FREE.key(keys.key());
-    invocation.key(keys.channel()).arg(token);
+    let mut invocation = Eval::new(&RELEASE_FREE, 2);
+    invocation.key(keys.key()).key(keys.channel()).arg(token);
     let released: i64 = server.eval(&invocation, keys.lock_name()).await?;
     Ok(released == 1)
 }

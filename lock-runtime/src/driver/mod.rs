@@ -401,12 +401,12 @@ impl Server {
     /// Runs a script; errors name the lock `name`.
     pub(crate) async fn eval<T: redis::FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        invocation: &crate::scripts::Eval,
         name: &str,
     ) -> Result<T, LockError> {
         let mut connection = self.connection().await?;
         invocation
-            .invoke_async(&mut connection)
+            .invoke(&mut connection)
             .await
             .map_err(|source| self.error(name, source))
     }

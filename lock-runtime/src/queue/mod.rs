@@ -67,6 +67,7 @@ use redis::Script;
 
 use crate::key::LockKeys;
 use crate::millis;
+use crate::scripts::Eval;
 
 /// A queued attempt ([`acquire_queued`]).
 pub(crate) static ACQUIRE_QUEUED: LazyLock<Script> = LazyLock::new(|| {
@@ -178,18 +179,16 @@ pub(crate) fn trust_handoff(
     handoff.at_us > busy_at_us && left >= claim_within / 4
 }
 
-/// An attempt's invocation up to its queue arguments: the lock's script (or the
-/// semaphore's, with its permits), its keys, owner token, TTL and fencing flag.
-fn attempt(
-    keys: &LockKeys,
-    token: &str,
-    (ttl, fencing): (Duration, bool),
-) -> redis::ScriptInvocation<'static> {
-    let mut invocation = match keys.permits() {
-        None => ACQUIRE_QUEUED.key(keys.key()),
-        Some(_) => SEMAPHORE_ACQUIRE.key(keys.key()),
+/// An attempt's call up to its queue arguments: the lock's script (or the semaphore's,
+/// with its permits), its keys, owner token, TTL and fencing flag.
+fn attempt(keys: &LockKeys, token: &str, (ttl, fencing): (Duration, bool)) -> Eval {
+    let script = match keys.permits() {
+        None => &ACQUIRE_QUEUED,
+        Some(_) => &SEMAPHORE_ACQUIRE,
     };
+    let mut invocation = Eval::new(script, 4);
     invocation
+        .key(keys.key())
         .key(keys.fence())
         .key(keys.queue())
         .key(keys.waiting())
@@ -202,26 +201,22 @@ fn attempt(
     invocation
 }
 
-/// The invocation of an attempt at a semaphore's permit that does not queue; its reply
-/// is parsed by [`attempt_reply`].
-pub(crate) fn acquire_permit(
-    keys: &LockKeys,
-    token: &str,
-    ttl_fencing: (Duration, bool),
-) -> redis::ScriptInvocation<'static> {
+/// The call of an attempt at a semaphore's permit that does not queue; its reply is
+/// parsed by [`attempt_reply`].
+pub(crate) fn acquire_permit(keys: &LockKeys, token: &str, ttl_fencing: (Duration, bool)) -> Eval {
     debug_assert!(keys.permits().is_some(), "a lock's plain attempt is SET NX");
     attempt(keys, token, ttl_fencing)
 }
 
-/// The invocation of a queued attempt at a lock or a semaphore's permit; its reply is
-/// parsed by [`attempt_reply`].
+/// The call of a queued attempt at a lock or a semaphore's permit; its reply is parsed by
+/// [`attempt_reply`].
 pub(crate) fn acquire_queued(
     keys: &LockKeys,
     token: &str,
     ttl_fencing: (Duration, bool),
     spec: &QueueSpec,
     inbox: &Inbox,
-) -> redis::ScriptInvocation<'static> {
+) -> Eval {
     let mut invocation = attempt(keys, token, ttl_fencing);
     invocation
         .arg(millis::expiry(spec.alive_for))
@@ -233,14 +228,16 @@ pub(crate) fn acquire_queued(
     invocation
 }
 
-/// The invocation of a release of a lock or a semaphore's permit; its reply is 1
-/// (released) or 0 (not the owner's).
-pub(crate) fn release(keys: &LockKeys, token: &str) -> redis::ScriptInvocation<'static> {
-    let mut invocation = match keys.permits() {
-        None => RELEASE.key(keys.key()),
-        Some(_) => SEMAPHORE_RELEASE.key(keys.key()),
+/// The call of a release of a lock or a semaphore's permit; its reply is 1 (released) or
+/// 0 (not the owner's).
+pub(crate) fn release(keys: &LockKeys, token: &str) -> Eval {
+    let script = match keys.permits() {
+        None => &RELEASE,
+        Some(_) => &SEMAPHORE_RELEASE,
     };
+    let mut invocation = Eval::new(script, 4);
     invocation
+        .key(keys.key())
         .key(keys.fence())
         .key(keys.queue())
         .key(keys.waiting())

@@ -23,10 +23,11 @@
 //! (`observability.md`).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 use tracing::Span;
 
@@ -58,6 +59,61 @@ struct Lease {
     renewals: u32,
     /// Renewals that failed since the last one that did not.
     failures: u32,
+    /// Every guard and handle is gone (the lock was given up, not lost).
+    gone: bool,
+}
+
+/// The lease, shared with the [`HeldLock::lost`] futures (which must not keep the lock
+/// alive), and the wake-up of those waiting for it to change. Like a `watch` channel, for
+/// a fraction of its size (this is most of a held lock's memory) and its wake-ups (one
+/// `Notify`, not nine).
+#[derive(Debug, Clone)]
+struct LeaseCell(Arc<(Mutex<Lease>, Notify)>);
+
+impl LeaseCell {
+    fn new(lease: Lease) -> Self {
+        Self(Arc::new((Mutex::new(lease), Notify::new())))
+    }
+
+    /// The lease, locked (copy it out: never hold it across a call into this module).
+    fn borrow(&self) -> MutexGuard<'_, Lease> {
+        self.0.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the lease; wakes the waiters when `modify` says it changed what they wait
+    /// for. Returns that.
+    fn send_if_modified(&self, modify: impl FnOnce(&mut Lease) -> bool) -> bool {
+        let changed = modify(&mut self.borrow());
+        if changed {
+            self.0.1.notify_waiters();
+        }
+        changed
+    }
+
+    /// Changes the lease and wakes the waiters.
+    fn send_modify(&self, modify: impl FnOnce(&mut Lease)) {
+        self.send_if_modified(|lease| {
+            modify(lease);
+            true
+        });
+    }
+
+    /// Completes at the next change that wakes the waiters (once enabled or first polled).
+    fn changed(&self) -> Notified<'_> {
+        self.0.1.notified()
+    }
+
+    /// Waits until `done` holds of the lease.
+    async fn wait_for(&self, done: impl Fn(&Lease) -> bool) {
+        loop {
+            let mut changed = std::pin::pin!(self.changed());
+            changed.as_mut().enable();
+            if done(&self.borrow()) {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 /// How a hold ended.
@@ -75,7 +131,7 @@ pub(crate) struct HeldLock {
     fence: Option<u64>,
     ttl: Duration,
     acquired_at: Instant,
-    lease: watch::Sender<Lease>,
+    lease: LeaseCell,
     /// The `lock.hold` span.
     span: Span,
     meter: Meter,
@@ -112,12 +168,13 @@ pub(crate) struct Grant {
 impl HeldLock {
     /// A held lock; its `lock.hold` span starts here, a child of the current span.
     pub(crate) fn granted(backend: Arc<Backend>, grant: Grant) -> Arc<Self> {
-        let (lease, _) = watch::channel(Lease {
+        let lease = LeaseCell::new(Lease {
             valid_until: grant.valid_until,
             state: State::Held,
             in_flight: 0,
             renewals: 0,
             failures: 0,
+            gone: false,
         });
         let span = tracing::info_span!(
             target: TARGET,
@@ -203,23 +260,22 @@ impl HeldLock {
 
     /// Completes when the lock is known lost; never once it was released by its owner.
     pub(crate) fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut lease = self.lease.subscribe();
+        let lease = self.lease.clone();
         async move {
             loop {
-                let current = *lease.borrow_and_update();
+                let mut changed = std::pin::pin!(lease.changed());
+                changed.as_mut().enable();
+                let current = *lease.borrow();
                 match current.state {
                     State::Lost => return,
+                    // Every handle is gone: the lock was given up, not lost.
+                    _ if current.gone => std::future::pending::<()>().await,
                     State::Released => std::future::pending::<()>().await,
                     State::Held | State::Releasing => {}
                 }
                 let expiry = (current.state == State::Held).then_some(current.valid_until);
                 tokio::select! {
-                    changed = lease.changed() => {
-                        if changed.is_err() {
-                            // Every handle is gone: the lock was given up, not lost.
-                            std::future::pending::<()>().await;
-                        }
-                    }
+                    () = changed => {}
                     () = sleep_until(expiry) => {
                         let now = *lease.borrow();
                         if now.state == State::Held && now.valid_until <= Instant::now() {
@@ -517,11 +573,12 @@ impl HeldLock {
             }
             first
         });
-        let mut lease = self.lease.subscribe();
-        let renewal_landed = lease.wait_for(|lease| lease.in_flight == 0);
-        // A renewal or extend is bounded by the command timeout; this bound only guards
-        // against one that vanished with its runtime mid-flight.
-        let _ = tokio::time::timeout(self.backend.command_timeout(), renewal_landed).await;
+        if self.lease.borrow().in_flight > 0 {
+            let renewal_landed = self.lease.wait_for(|lease| lease.in_flight == 0);
+            // A renewal or extend is bounded by the command timeout; this bound only
+            // guards against one that vanished with its runtime mid-flight.
+            let _ = tokio::time::timeout(self.backend.command_timeout(), renewal_landed).await;
+        }
         first
     }
 
@@ -580,6 +637,7 @@ impl Drop for HeldLock {
         if matches!(self.state(), State::Held | State::Releasing) {
             self.ended(End::Released(Release::Abandoned));
         }
+        self.lease.send_modify(|lease| lease.gone = true);
     }
 }
 

@@ -3,7 +3,9 @@
 //! Every operation goes to all servers at once, each bounded by a per-server timeout, and
 //! needs a quorum (`N / 2 + 1`) of agreeing answers. An acquire counts as won only if the
 //! quorum granted it and time is left of the TTL after the round trip and a drift margin;
-//! otherwise what was granted is released everywhere. Each attempt uses a fresh owner
+//! otherwise what was granted is released everywhere. It returns as soon as a quorum
+//! granted (the slower servers' answers are not awaited: their keys are this owner's, and
+//! every other operation reaches every server). Each attempt uses a fresh owner
 //! token, so a late clean-up of a failed attempt cannot delete what a later one won. The
 //! decisions from the servers' answers are pure functions, tested below.
 
@@ -11,7 +13,9 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::quorum::{
@@ -148,32 +152,41 @@ impl Redlock {
         F: Fn(&'a Server) -> Fut,
         Fut: Future<Output = Result<T, LockError>> + 'a,
     {
-        join_all(self.servers.iter().map(|server| {
-            let answer = operation(server);
-            async move {
-                let answer = match limit {
-                    Some(limit) => {
-                        let after = if server.answered_before() {
-                            limit
-                        } else {
-                            limit + server.timeouts().connect
-                        };
-                        tokio::time::timeout(after, answer).await.map_err(|_| {
-                            ServerFailure::Timeout {
-                                server: server.address().to_owned(),
-                                after,
-                            }
-                        })?
-                    }
-                    None => answer.await,
-                };
-                if answer.is_ok() {
-                    server.answered();
-                }
-                answer.map_err(|error| failure(server, error))
-            }
-        }))
+        join_all(
+            self.servers
+                .iter()
+                .map(|server| bounded(server, limit, operation(server))),
+        )
         .await
+    }
+
+    /// [`on_all`](Self::on_all), returning as soon as `enough` holds of the answers so far
+    /// (in the order they came). The operations not answered by then are dropped: each was
+    /// sent when first polled, which every one was, so it still runs on its server, in
+    /// order with whatever this runtime sends that server next.
+    async fn on_all_until<'a, T, F, Fut>(
+        &'a self,
+        limit: Option<Duration>,
+        operation: F,
+        enough: impl Fn(&[Answer<T>]) -> bool,
+    ) -> Vec<Answer<T>>
+    where
+        F: Fn(&'a Server) -> Fut,
+        Fut: Future<Output = Result<T, LockError>> + 'a,
+    {
+        let mut pending: FuturesUnordered<_> = self
+            .servers
+            .iter()
+            .map(|server| bounded(server, limit, operation(server)))
+            .collect();
+        let mut answers = Vec::with_capacity(self.servers.len());
+        while let Some(answer) = pending.next().await {
+            answers.push(answer);
+            if enough(&answers) {
+                break;
+            }
+        }
+        answers
     }
 
     fn no_quorum(
@@ -207,8 +220,19 @@ impl Redlock {
         } = request;
         let limit = self.timeout_for(ttl);
         let started = Instant::now();
+        // Won once a quorum granted: the validity counts from then.
+        let won = |answers: &[Answer<(bool, Remaining)>]| {
+            let granted = answers
+                .iter()
+                .filter(|answer| matches!(answer, Ok((true, _))));
+            granted.count() >= self.quorum()
+        };
         let answers = self
-            .on_all(Some(limit), |server| acquire_on(server, keys, token, ttl))
+            .on_all_until(
+                Some(limit),
+                |server| acquire_on(server, keys, token, ttl),
+                won,
+            )
             .await;
         let elapsed = started.elapsed();
         let (attempts, failures) = split(answers);
@@ -450,6 +474,35 @@ async fn release_on(server: &Server, keys: &LockKeys, token: &str) -> Result<boo
     invocation.key(keys.key()).key(keys.channel()).arg(token);
     let released: i64 = server.eval(&invocation, keys.lock_name()).await?;
     Ok(released == 1)
+}
+
+/// `answer`, bounded by `limit` plus the connect timeout for a server that has not
+/// answered on this runtime yet (connecting); a failure names the server.
+async fn bounded<T>(
+    server: &Server,
+    limit: Option<Duration>,
+    answer: impl Future<Output = Result<T, LockError>>,
+) -> Answer<T> {
+    let answer = match limit {
+        Some(limit) => {
+            let after = if server.answered_before() {
+                limit
+            } else {
+                limit + server.timeouts().connect
+            };
+            tokio::time::timeout(after, answer)
+                .await
+                .map_err(|_| ServerFailure::Timeout {
+                    server: server.address().to_owned(),
+                    after,
+                })?
+        }
+        None => answer.await,
+    };
+    if answer.is_ok() {
+        server.answered();
+    }
+    answer.map_err(|error| failure(server, error))
 }
 
 fn failure(server: &Server, error: LockError) -> ServerFailure {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::Figure;
 use crate::sides::Client;
-use crate::stats::micros;
+use crate::stats::{cpu_seconds, micros};
 use crate::workloads::{Bench, pairs};
 
 /// What a child measures with.
@@ -27,6 +27,9 @@ pub(crate) enum Listening {
 pub(crate) struct ObsRun {
     p50: f64,
     p99: f64,
+    /// This process's CPU time per pair, in microseconds (less sensitive than latency to
+    /// how long the machine takes to wake up).
+    cpu: f64,
 }
 
 /// The child: installs what `listening` says, warms up, then measures `ops` pairs.
@@ -46,10 +49,12 @@ pub(crate) async fn child(url: &str, listening: Listening, ops: u64) -> ObsRun {
     let client = Client::Ours(locker);
     pairs(&client, "bench:obs:warmup", 500).await;
     let prefix = format!("bench:obs:{}:{:?}", std::process::id(), listening);
+    let cpu = cpu_seconds();
     let samples = pairs(&client, &prefix, ops).await;
     ObsRun {
         p50: micros(samples.percentile(50.0)),
         p99: micros(samples.percentile(99.0)),
+        cpu: (cpu_seconds() - cpu) * 1e6 / ops.max(1) as f64,
     }
 }
 
@@ -83,6 +88,7 @@ pub(crate) async fn observability(bench: &Bench) -> Vec<Figure> {
     }
     let p50 = |index: usize| results[index].iter().map(|run| run.p50).collect::<Vec<_>>();
     let p99 = |index: usize| results[index].iter().map(|run| run.p99).collect::<Vec<_>>();
+    let cpu = |index: usize| results[index].iter().map(|run| run.cpu).collect::<Vec<_>>();
     let ratio: Vec<f64> = p50(1)
         .iter()
         .zip(p50(0))
@@ -108,7 +114,19 @@ pub(crate) async fn observability(bench: &Bench) -> Vec<Figure> {
             &p99(index),
             "us",
         ));
+        figures.push(Figure::rounds(
+            "observe",
+            format!("{label}: client CPU per pair"),
+            &cpu(index),
+            "us",
+        ));
     }
+    figures.push(Figure::rounds(
+        "observe",
+        "listened / not (client CPU per pair)",
+        &crate::workloads::ratios(&cpu(1), &cpu(0)),
+        "ratio",
+    ));
     figures.push(Figure::rounds("observe", "listened / not (p50)", &ratio, "ratio").at_most(1.02));
     figures
 }

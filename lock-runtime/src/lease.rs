@@ -34,7 +34,7 @@ use tracing::Span;
 use crate::LockError;
 use crate::backend::{Backend, ExtendMode, ReleaseReport};
 use crate::key::LockKeys;
-use crate::observe::{Label, Lost, Meter, Release, Renewal, TARGET, ms};
+use crate::observe::{self, Label, Lost, Meter, Release, Renewal, TARGET, ms};
 
 /// Where a held lock stands, as far as this process knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,12 +307,21 @@ impl HeldLock {
         let held = self.acquired_at.elapsed();
         let renewals = self.lease.borrow().renewals;
         let span = &self.span;
-        span.record("lock.held_ms", ms(held));
-        span.record("lock.renewals", renewals);
-        span.record("lock.lost", matches!(end, End::Lost(_)));
+        let release = match end {
+            End::Released(how) => Some(how.as_str()),
+            End::Lost(_) => None,
+        };
+        observe::record(
+            span,
+            [
+                ("lock.held_ms", &ms(held)),
+                ("lock.renewals", &renewals),
+                ("lock.lost", &release.is_none()),
+                ("lock.release", &release),
+            ],
+        );
         match end {
             End::Released(how) => {
-                span.record("lock.release", how.as_str());
                 self.meter.hold_ended(held, None);
                 tracing::debug!(
                     name: "lock.released",

@@ -158,6 +158,10 @@ enum Pending {
 
 /// Owns a held lock and releases it.
 ///
+/// (A guard from a re-entry, [`LockRequest::reentrant`](crate::LockRequest::reentrant),
+/// shares a lock that an outer guard owns: its release, `release_after` and `keep` do
+/// nothing to the lock, and report whether it is still held.)
+///
 /// Release it with [`release`](Self::release) to learn whether it was still held.
 /// Dropping the guard also releases it, without blocking: `Drop` stops the renewal and
 /// spawns the release on the current tokio runtime (outside a runtime it does nothing,
@@ -183,6 +187,8 @@ pub struct LockGuard {
     handle: LockHandle,
     auto_renew: bool,
     pending: Pending,
+    /// A re-entry: shares a lock that another guard releases.
+    nested: bool,
 }
 
 impl fmt::Debug for LockGuard {
@@ -192,6 +198,7 @@ impl fmt::Debug for LockGuard {
             .field("key", &self.handle.key())
             .field("fencing_token", &self.handle.fencing_token())
             .field("auto_renew", &self.auto_renew)
+            .field("reentered", &self.nested)
             .field("remaining", &self.handle.remaining())
             .finish_non_exhaustive()
     }
@@ -211,6 +218,18 @@ impl LockGuard {
             handle: LockHandle { lock },
             auto_renew,
             pending: Pending::Release,
+            nested: false,
+        }
+    }
+
+    /// A guard that shares `lock`, held by an outer guard of this task, and releases
+    /// nothing ([`LockRequest::reentrant`](crate::LockRequest::reentrant)).
+    pub(crate) fn nested(lock: Arc<HeldLock>) -> Self {
+        Self {
+            handle: LockHandle { lock },
+            auto_renew: false,
+            pending: Pending::Nothing,
+            nested: true,
         }
     }
 
@@ -236,6 +255,9 @@ impl LockGuard {
     /// Like [`release`](Self::release), but also says on how many servers the lock was
     /// still held: with Redlock, how close it came to being lost.
     pub async fn release_report(mut self) -> Result<ReleaseReport, LockError> {
+        if self.nested {
+            return Ok(ReleaseReport::single(!self.is_lost()));
+        }
         // Inline: if this future is dropped before the answer, the guard is dropped with
         // it and its `Drop` releases again (quietly, if the first release got through).
         let report = self.handle.lock.release(Release::Released).await;
@@ -254,6 +276,9 @@ impl LockGuard {
     /// Cancellation: dropping this future still completes it through the guard's `Drop`,
     /// which keeps the key until the same instant.
     pub async fn release_after(mut self, min_hold: Duration) -> Result<bool, LockError> {
+        if self.nested {
+            return Ok(!self.is_lost());
+        }
         let Some(left) = min_hold
             .checked_sub(self.held_for())
             .filter(|left| !left.is_zero())
@@ -287,6 +312,9 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn keep(mut self) {
+        if self.nested {
+            return;
+        }
         self.pending = Pending::Nothing;
         self.handle.lock.keep(Release::Kept);
     }

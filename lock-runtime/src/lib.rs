@@ -13,9 +13,12 @@
 //! let locker = Locker::memory();
 //!
 //! let guard = locker.lock("order:42").ttl(Duration::from_secs(30)).acquire().await?;
-//! // A second instance is refused at once...
-//! let busy = locker.lock("order:42").acquire().await.unwrap_err();
-//! assert!(matches!(busy, LockError::Busy { .. }));
+//! // Another owner (another instance, or here another task) is refused at once...
+//! let elsewhere = tokio::spawn(locker.lock("order:42").acquire()).await.unwrap();
+//! assert!(matches!(elsewhere, Err(LockError::Busy { .. })));
+//! // ...while this task, which holds it, would wait for itself: it is told so at once.
+//! let again = locker.lock("order:42").acquire().await;
+//! assert!(matches!(again, Err(LockError::Reentrant { .. })));
 //! // ...and the owner releases it when done (dropping the guard would, too).
 //! assert!(guard.release().await?);
 //! # Ok(()) }
@@ -157,11 +160,13 @@ mod error;
 mod global;
 mod guard;
 mod key;
+mod leader;
 mod lease;
 mod locker;
 mod millis;
 mod notify;
 mod observe;
+mod owners;
 mod queue;
 mod renew;
 mod request;
@@ -197,6 +202,7 @@ pub use current::current;
 pub use error::{LockError, ServerFailure};
 pub use global::{default_locker, set_default};
 pub use guard::{LockGuard, LockHandle};
+pub use leader::{Campaign, LeaderChange, LeaderState, LeaderWatch, Leadership};
 pub use locker::Locker;
 pub use request::{LockRequest, OnLost};
 pub use settings::{DEFAULT_PREFIX, DEFAULT_REDIS_URL};

@@ -185,6 +185,14 @@ impl MemoryBackend {
         })
     }
 
+    pub(crate) fn listen_to(&self, channel: &str, token: &str) -> crate::notify::Registration {
+        self.notifications.register(token, Some(channel), None)
+    }
+
+    pub(crate) fn announce(&self, channel: &str, announcement: crate::notify::Announcement) {
+        self.notifications.announce(channel, announcement);
+    }
+
     pub(crate) async fn acquire_queued(
         &self,
         request: Request<'_>,

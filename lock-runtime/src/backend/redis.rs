@@ -137,6 +137,31 @@ impl RedisBackend {
         })
     }
 
+    pub(crate) async fn listen_to(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+        token: &str,
+    ) -> Result<crate::notify::Registration, LockError> {
+        self.server
+            .listen_on(token, channel, keys.lock_name())
+            .await
+    }
+
+    /// `PUBLISH` (one server) or `SPUBLISH` (Cluster: the channel is in the lock's slot,
+    /// so one shard hears it).
+    pub(crate) async fn announce(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+        announcement: crate::notify::Announcement,
+    ) -> Result<(), LockError> {
+        let mut publish = redis::cmd(if self.cluster { "SPUBLISH" } else { "PUBLISH" });
+        publish.arg(channel).arg(announcement.payload());
+        let _: i64 = self.server.query(&publish, keys.lock_name()).await?;
+        Ok(())
+    }
+
     pub(crate) async fn acquire_queued(
         &self,
         request: Request<'_>,

@@ -84,6 +84,16 @@ impl Fixture {
         self.server.as_ref().expect("a Redis fixture").url()
     }
 
+    /// Takes the lock `name` in another task: another owner than the calling task, as
+    /// another instance would be (the calling task asking for a lock it holds would be
+    /// re-entry: `LockError::Reentrant`).
+    pub async fn hold_elsewhere(&self, name: &str) -> lock_runtime::LockGuard {
+        tokio::spawn(self.locker.lock(name).acquire())
+            .await
+            .expect("the holding task")
+            .expect("the lock is free")
+    }
+
     /// Every key stored on the server (on each node of a cluster), sorted; `None` for the
     /// memory backend. For checks that nothing is left behind.
     pub async fn stored_keys(&self) -> Option<Vec<String>> {

@@ -619,14 +619,15 @@ fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
 async fn combined_acquires_and_releases_keep_their_meaning() {
     let fx = Fixture::redis();
     let mut tasks = tokio::task::JoinSet::new();
+    let other = fx.another_locker();
     for task in 0..64 {
-        let locker = fx.locker.clone();
+        let (locker, other) = (fx.locker.clone(), other.clone());
         tasks.spawn(async move {
             for round in 0..30 {
                 let name = format!("combined:{task}");
                 let guard = locker.lock(&name).acquire().await.unwrap();
                 assert!(
-                    locker.lock(&name).try_acquire().await.unwrap().is_none(),
+                    other.lock(&name).try_acquire().await.unwrap().is_none(),
                     "task {task}, round {round}: a held lock was acquired twice"
                 );
                 assert!(guard.release().await.unwrap());

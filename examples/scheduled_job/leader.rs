@@ -138,8 +138,11 @@ pub(crate) async fn run_leader_demo(redis: &DemoRedis, instances: usize, windows
         .query_async(&mut connection)
         .await
         .unwrap_or_else(|error| fail(format!("cannot reach Redis: {error}")));
-    let mut watch = locker.leader(ELECTION).watch();
-    watch.state().await.unwrap_or_else(|error| fail(error));
+    let mut watch = locker
+        .leader(ELECTION)
+        .watch()
+        .await
+        .unwrap_or_else(|error| fail(error));
     let epoch = unix_millis() + 1_000;
     let mut children = BTreeMap::new();
     for index in 1..=instances {
@@ -168,7 +171,7 @@ pub(crate) async fn run_leader_demo(redis: &DemoRedis, instances: usize, windows
         let change = tokio::select! {
             change = watch.changed() => change.unwrap_or_else(|error| fail(error)),
             () = sleep_until_unix(kill_at), if killed.is_none() => {
-                let leader = leader_now(&mut connection, &mut watch).await;
+                let leader = leader_now(&mut connection, &watch).await;
                 let child = children.get_mut(&leader).expect("a known instance");
                 child.start_kill().unwrap_or_else(|error| fail(error));
                 println!("{:>6} ms  killed {leader} (SIGKILL), the leader", unix_millis().saturating_sub(epoch));
@@ -244,9 +247,9 @@ pub(crate) async fn run_leader_demo(redis: &DemoRedis, instances: usize, windows
 /// The instance leading now, by the epoch the watch last heard.
 async fn leader_now(
     connection: &mut ConnectionManager,
-    watch: &mut lock_runtime::LeaderWatch,
+    watch: &lock_runtime::LeaderWatch,
 ) -> String {
-    match watch.state().await.unwrap_or_else(|error| fail(error)) {
+    match watch.state() {
         lock_runtime::LeaderState::Led { epoch: Some(epoch) } => {
             instance_of(connection, epoch).await
         }

@@ -165,13 +165,28 @@ impl Campaign {
     }
 
     /// Follows the election without campaigning: who is elected, and when the leadership
-    /// falls vacant. See [`LeaderWatch`].
-    pub fn watch(self) -> LeaderWatch {
-        LeaderWatch {
+    /// falls vacant. Subscribes to the election's announcements and looks whether someone
+    /// leads before it returns, so every change after that is seen. See [`LeaderWatch`].
+    ///
+    /// Errors: those of a lock request (an empty name, the server unreachable); Redlock
+    /// refuses it, as it refuses campaigns.
+    pub async fn watch(self) -> Result<LeaderWatch, LockError> {
+        let keys = LockKeys::new(self.locker.prefix(), &self.name)?;
+        let token = crate::token::next();
+        let registration = self
+            .locker
+            .backend()
+            .listen_to(&keys, &channel(&keys), &token)
+            .await?;
+        let mut watch = LeaderWatch {
             locker: self.locker,
-            name: self.name,
-            state: None,
-        }
+            keys,
+            registration,
+            state: LeaderState::Vacant,
+            look_at: None,
+        };
+        watch.look().await?;
+        Ok(watch)
     }
 }
 
@@ -349,8 +364,8 @@ pub enum LeaderState {
 /// use lock_runtime::{LeaderChange, LeaderState, Locker};
 ///
 /// let locker = Locker::memory();
-/// let mut watch = locker.leader("scheduler").watch();
-/// assert_eq!(watch.state().await?, LeaderState::Vacant);
+/// let mut watch = locker.leader("scheduler").watch().await?;
+/// assert_eq!(watch.state(), LeaderState::Vacant);
 /// let leadership = locker.leader("scheduler").await?;
 /// let epoch = leadership.epoch();
 /// assert_eq!(watch.changed().await?, LeaderChange::Elected { epoch });
@@ -361,82 +376,46 @@ pub enum LeaderState {
 #[derive(Debug)]
 pub struct LeaderWatch {
     locker: Locker,
-    name: String,
-    state: Option<Watching>,
-}
-
-#[derive(Debug)]
-struct Watching {
     keys: LockKeys,
     registration: Registration,
     state: LeaderState,
     /// When to look again whether the leader's lease ended.
     look_at: Option<Instant>,
-    /// A change seen but not reported yet.
-    pending: Option<LeaderChange>,
 }
 
 impl LeaderWatch {
-    /// Subscribes (once) and learns whether someone leads now.
-    async fn start(&mut self) -> Result<&mut Watching, LockError> {
-        if self.state.is_none() {
-            let keys = LockKeys::new(self.locker.prefix(), &self.name)?;
-            let token = crate::token::next();
-            let registration = self
-                .locker
-                .backend()
-                .listen_to(&keys, &channel(&keys), &token)
-                .await?;
-            let mut watching = Watching {
-                keys,
-                registration,
-                state: LeaderState::Vacant,
-                look_at: None,
-                pending: None,
-            };
-            watching.look(&self.locker).await?;
-            self.state = Some(watching);
-        }
-        Ok(self.state.as_mut().expect("just set"))
-    }
-
-    /// Who leads, as far as this watch knows (the first call subscribes and looks).
-    pub async fn state(&mut self) -> Result<LeaderState, LockError> {
-        Ok(self.start().await?.state)
+    /// Who leads, as far as this watch knows (it looked when it was created, and follows
+    /// every change [`changed`](Self::changed) reported).
+    pub fn state(&self) -> LeaderState {
+        self.state
     }
 
     /// Waits for the next change of leader: an election (with the new epoch) or a
-    /// vacancy. Never completes while the same leader keeps leading. The first call
-    /// subscribes first, so a change announced after it began is seen.
+    /// vacancy. Never completes while the same leader keeps leading.
     ///
     /// Errors: those of a lock request when the server cannot be reached (the watch can
     /// be used again; it looks anew).
+    ///
+    /// Cancellation: safe; dropping this future loses no change (the state changes only
+    /// as a change is returned, or after a look whose answer arrived).
     pub async fn changed(&mut self) -> Result<LeaderChange, LockError> {
-        let locker = self.locker.clone();
-        let watching = self.start().await?;
-        if let Some(change) = watching.pending.take() {
-            return Ok(change);
-        }
         loop {
-            let event = match watching.look_at {
+            let event = match self.look_at {
                 Some(at) => tokio::select! {
-                    event = watching.registration.next() => Some(event),
+                    event = self.registration.next() => Some(event),
                     () = tokio::time::sleep_until(at) => None,
                 },
-                None => Some(watching.registration.next().await),
+                None => Some(self.registration.next().await),
             };
-            let was = watching.state;
+            let was = self.state;
             match event {
                 Some(Event::Announced(Announcement::Elected(epoch))) => {
                     if was == (LeaderState::Led { epoch: Some(epoch) }) {
                         continue;
                     }
-                    watching.state = LeaderState::Led { epoch: Some(epoch) };
-                    watching.look(&locker).await?;
-                    if watching.state == LeaderState::Vacant {
-                        // Already gone again: report both, in order.
-                        watching.pending = Some(LeaderChange::Vacant);
-                    }
+                    self.state = LeaderState::Led { epoch: Some(epoch) };
+                    // The new lease's end is learned by looking at the next call.
+                    self.look_at = Some(Instant::now());
                     return Ok(LeaderChange::Elected { epoch });
                 }
                 // Only the resignation of the leader this watch knows of is news (a late
@@ -445,23 +424,21 @@ impl LeaderWatch {
                     if was != (LeaderState::Led { epoch: Some(epoch) })
                         && was != (LeaderState::Led { epoch: None }) => {}
                 // A resignation, the lease's end, or messages missed: look.
-                Some(_) | None => watching.look(&locker).await?,
+                Some(_) | None => self.look().await?,
             }
-            if was != LeaderState::Vacant && watching.state == LeaderState::Vacant {
+            if was != LeaderState::Vacant && self.state == LeaderState::Vacant {
                 return Ok(LeaderChange::Vacant);
             }
         }
     }
-}
 
-impl Watching {
     /// Looks at the lock: vacant, or led until its lease ends (then look again).
-    async fn look(&mut self, locker: &Locker) -> Result<(), LockError> {
+    async fn look(&mut self) -> Result<(), LockError> {
         let led = match self.state {
             LeaderState::Led { epoch } => LeaderState::Led { epoch },
             LeaderState::Vacant => LeaderState::Led { epoch: None },
         };
-        match locker.backend().remaining(&self.keys).await? {
+        match self.locker.backend().remaining(&self.keys).await? {
             Remaining::Free => {
                 self.state = LeaderState::Vacant;
                 self.look_at = None;

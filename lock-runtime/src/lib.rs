@@ -31,6 +31,13 @@
 //! ([`run`](LockRequest::run)); the [`distributed_lock`][distributed-lock]
 //! attribute expands into it.
 //!
+//! Beyond a mutex, on the same backends (Redlock refuses the first two, saying why):
+//! - [`Locker::semaphore`]: at most N owners at once, each with a lease of its own;
+//! - [`Locker::leader`]: leader election, with an epoch that grows with every leader, a
+//!   signal when the leadership is lost, and a [`LeaderWatch`] for followers;
+//! - [`LockRequest::reentrant`]: a task that asks for a lock it already holds fails at
+//!   once with [`LockError::Reentrant`] instead of waiting for itself, or shares it.
+//!
 //! # Guarantees, and what each assumes
 //!
 //! - **One owner at a time.** A lock is taken with `SET NX PX` and a random owner token;
@@ -97,9 +104,14 @@
 //! | `lock:{order:42}` | string | the owner token | the lease (`PX`), renewed by its owner |
 //! | `lock:{order:42}:fence` | string | the last fencing token issued | the TTL of the acquisition that issued it (a hand-off's: its claim window) |
 //! | `lock:{order:42}:queue` | sorted set | the waiters' owner tokens, scored by arrival (server time, µs) | its longest-lived entry |
-//! | `lock:{order:42}:waiting` | hash | owner token -> `alive-until-µs:claim-ms:fencing:p\|s:channel` | its longest-lived entry |
+//! | `lock:{order:42}:waiting` | hash | owner token -> `alive-until-µs:claim-ms:fencing:permits:p\|s:channel` (permits 0 for a lock) | its longest-lived entry |
 //! | `lock:{order:42}:released` | channel | Redlock: frees (`PUBLISH`); Cluster: hand-offs (`SPUBLISH`) | subscribed while someone waits |
+//! | `lock:{scheduler}:leader` | channel | leader election: `elected <epoch>`, `resigned <epoch>` | subscribed while a watch lives |
 //! | `lock:inbox:<uuid>` | channel | one server and Sentinel: hand-offs to one locker's waiters (`<prefix>inbox:<uuid>`) | subscribed once per connection |
+//!
+//! A semaphore `api:7` has the same names after `lock:{api:7}:sem`, which is a sorted set
+//! of owner tokens scored by the end of each one's lease (server ms); it expires with the
+//! longest lease.
 //!
 //! The hash tag is the whole lock name, so all of a lock's keys and its channel share one
 //! Redis Cluster slot, and every script touches one slot and only keys passed in `KEYS`.
@@ -206,3 +218,8 @@ pub use leader::{Campaign, LeaderChange, LeaderState, LeaderWatch, Leadership};
 pub use locker::Locker;
 pub use request::{LockRequest, OnLost};
 pub use settings::{DEFAULT_PREFIX, DEFAULT_REDIS_URL};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -74,8 +74,8 @@ async fn a_resigning_leader_hands_over_to_the_first_campaigner(fx: Fixture) {
 }
 
 async fn a_watch_sees_elections_resignations_and_the_end_of_a_lease(fx: Fixture) {
-    let mut watch = fx.another_locker().leader("watched").watch();
-    assert_eq!(watch.state().await.unwrap(), LeaderState::Vacant);
+    let mut watch = fx.another_locker().leader("watched").watch().await.unwrap();
+    assert_eq!(watch.state(), LeaderState::Vacant);
     let leader = fx.locker.leader("watched").await.unwrap();
     let epoch = leader.epoch();
     let change = tokio::time::timeout(Duration::from_secs(5), watch.changed())
@@ -83,10 +83,7 @@ async fn a_watch_sees_elections_resignations_and_the_end_of_a_lease(fx: Fixture)
         .expect("heard")
         .unwrap();
     assert_eq!(change, LeaderChange::Elected { epoch });
-    assert_eq!(
-        watch.state().await.unwrap(),
-        LeaderState::Led { epoch: Some(epoch) }
-    );
+    assert_eq!(watch.state(), LeaderState::Led { epoch: Some(epoch) });
     assert!(leader.resign().await.unwrap());
     let change = tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
@@ -312,8 +309,8 @@ fn three_processes_keep_one_leader_through_20_kills_pauses_and_resignations() {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async move {
                 let locker = Locker::redis(&url).unwrap();
-                let mut watch = locker.leader("scheduler").watch();
-                assert_eq!(watch.state().await.unwrap(), LeaderState::Vacant);
+                let mut watch = locker.leader("scheduler").watch().await.unwrap();
+                assert_eq!(watch.state(), LeaderState::Vacant);
                 changes.send(None).unwrap();
                 tokio::pin!(stop);
                 loop {

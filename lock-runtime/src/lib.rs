@@ -62,7 +62,10 @@
 //!   server in order of arrival; a release hands the lock to the first live waiter and
 //!   wakes only that one. Not with Redlock (it has no queue) and not for
 //!   [`retry`](LockRequest::retry) (it does not queue). A waiter that crashed holds the
-//!   queue up for about two poll intervals (the time a hand-off waits to be claimed).
+//!   queue up for about two poll intervals (the time a hand-off waits to be claimed);
+//!   when that hand-off expires, or a holder's lease runs out without a release, the lock
+//!   is free and goes to whoever attempts first, a queued waiter or a newcomer (order is
+//!   kept by releases, not by expiries).
 //! - **Fenced**, on request: [`LockHandle::fencing_token`] grows strictly with every
 //!   fenced acquisition of a lock, under the assumptions of [Fencing](#fencing).
 //! - **Cancellation-safe.** Dropping an acquiring future leaves no lock and no queue

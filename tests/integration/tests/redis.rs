@@ -589,8 +589,8 @@ fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            // The connection of the first runtime died with it; the connection manager
-            // reconnects on the next command (see the note on runtimes in the README).
+            // The connection of the first runtime died with it; this runtime gets its own
+            // (see "Runtimes and shutdown" in the crate docs).
             let reconnected = eventually(Duration::from_secs(5), || async {
                 locker.ping().await.is_ok()
             })

@@ -38,6 +38,9 @@
 //! `ELECTED <epoch> <us>`, `LOST <epoch> <us>` and `RESIGNED <epoch> <us>` (the time
 //! `resign` was called), campaigning again after each; a line `resign` on stdin resigns.
 //!
+//! `lock-worker serve`: starts a private `redis-server`, prints `PID <its pid>`, and
+//! sleeps until killed (a test binary killed mid-run).
+//!
 //! `lock-worker abandon <url> <lock> <waiters> <poll-ms>`: starts that many waiters on the
 //! lock (poll interval `<poll-ms>`), and sleeps until killed: killed, they leave their
 //! queue entries behind, as crashed instances do.
@@ -264,6 +267,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
+        }
+        ["serve"] => {
+            let server = lock_runtime::testing::RedisServer::start()?;
+            println!("PID {}", server.pid().ok_or("no pid")?);
+            std::future::pending::<()>().await;
+            drop(server);
+            Ok(())
         }
         ["abandon", url, lock, waiters, poll_ms] => {
             let locker = Locker::builder()

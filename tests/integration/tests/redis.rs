@@ -613,8 +613,9 @@ fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
     hold("second-runtime");
 }
 
-/// Under load, concurrent acquires and releases are combined into script calls: each one
-/// still means what it says, and acquires whose callers go away leave no lock behind.
+/// Under load, concurrent acquires and releases pipelined on one connection each still
+/// mean what they say, and acquires whose callers go away leave no lock behind (an
+/// earlier version combined them into script calls, and tied their fates together).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_acquires_and_releases_keep_their_meaning() {
     let fx = Fixture::redis();

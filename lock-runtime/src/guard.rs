@@ -40,6 +40,8 @@ use crate::{LockError, millis};
 #[derive(Clone)]
 pub struct LockHandle {
     lock: Arc<HeldLock>,
+    /// A re-entry's handle: the lock is another guard's, whose release ends it here too.
+    shared: bool,
 }
 
 impl fmt::Debug for LockHandle {
@@ -117,6 +119,12 @@ impl LockHandle {
         self.lock.extend(by).await
     }
 
+    /// Marks the lock given up by its owner before its release is spawned (see
+    /// `HeldLock::give_up`).
+    pub(crate) fn give_up(&self) {
+        self.lock.give_up();
+    }
+
     /// The lock's `lock.hold` span.
     pub(crate) fn span(&self) -> &tracing::Span {
         self.lock.span()
@@ -130,18 +138,22 @@ impl LockHandle {
     }
 
     /// Whether the lock is known lost: an extend or renewal found another owner, or the
-    /// lease ran out without a successful renewal. Does not ask the backend.
+    /// lease ran out without a successful renewal. Does not ask the backend. For a
+    /// re-entry's guard ([`LockRequest::reentrant`](crate::LockRequest::reentrant)), also
+    /// once the guard that owns the lock released or dropped it.
     pub fn is_lost(&self) -> bool {
         self.lock.is_lost()
+            || (self.shared
+                && (self.lock.state() != crate::lease::State::Held || self.lock.given_up()))
     }
 
     /// A future that completes when the lock is known lost (see [`is_lost`](Self::is_lost)).
     ///
     /// It owns what it needs (`'static`), so it can be raced against the work the lock
     /// protects, e.g. with `tokio::select!`. It never completes once the lock has been
-    /// released by its owner.
+    /// released by its owner; for a re-entry's guard, that release completes it.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.lock.lost()
+        self.lock.lost(self.shared)
     }
 }
 
@@ -215,7 +227,10 @@ impl Deref for LockGuard {
 impl LockGuard {
     pub(crate) fn new(lock: Arc<HeldLock>, auto_renew: bool) -> Self {
         Self {
-            handle: LockHandle { lock },
+            handle: LockHandle {
+                lock,
+                shared: false,
+            },
             auto_renew,
             pending: Pending::Release,
             nested: false,
@@ -226,7 +241,7 @@ impl LockGuard {
     /// nothing ([`LockRequest::reentrant`](crate::LockRequest::reentrant)).
     pub(crate) fn nested(lock: Arc<HeldLock>) -> Self {
         Self {
-            handle: LockHandle { lock },
+            handle: LockHandle { lock, shared: true },
             auto_renew: false,
             pending: Pending::Nothing,
             nested: true,
@@ -327,6 +342,8 @@ impl Drop for LockGuard {
             return;
         }
         let lock = self.handle.lock.clone();
+        // No longer this task's to re-enter: a new request waits for the release below.
+        lock.give_up();
         let spawned = crate::runtime::spawn_tracked(async move {
             let outcome = match pending {
                 Pending::KeepUntil(until) => {

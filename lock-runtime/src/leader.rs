@@ -315,6 +315,8 @@ impl Drop for Leadership {
         let locker = self.locker.clone();
         let handle = guard.handle();
         let epoch = guard.fencing_token().unwrap_or_default();
+        // No longer this task's: a new campaign of it waits for the resignation below.
+        guard.give_up();
         // The guard's own drop releases when no runtime is here to resign.
         let _ = crate::runtime::spawn_tracked(async move {
             let _ = guard.release().await;

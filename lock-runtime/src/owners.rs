@@ -45,10 +45,11 @@ struct Held {
     since_sweep: usize,
 }
 
-/// The lock, while it is held: not released, not known lost, its lease not run out.
+/// The lock, while it is held: not released or given up (a dropped guard), not known
+/// lost, its lease not run out.
 fn live(lock: &Weak<HeldLock>) -> Option<Arc<HeldLock>> {
     lock.upgrade()
-        .filter(|lock| lock.state() == State::Held && !lock.is_lost())
+        .filter(|lock| lock.state() == State::Held && !lock.is_lost() && !lock.given_up())
 }
 
 impl Owners {

@@ -244,9 +244,11 @@ impl LockRequest {
     /// locker or a clone of it, and neither released nor lost), the request returns at
     /// once a guard that shares it instead of waiting for itself: the same key, owner
     /// token, fencing token and lease. That guard releases nothing (its `release` says
-    /// whether the lock is still held, and the outer guard releases it); the request's
-    /// own TTL, renewal and wait do not apply. Without `reentrant`, such a request fails
-    /// at once with [`LockError::Reentrant`].
+    /// whether the lock is still held, and the outer guard releases it), and it is lost
+    /// when the outer guard releases the lock; the request's own TTL, renewal and wait do
+    /// not apply, and asking for `fencing` (when the held lock has no token) or `durable`
+    /// is a [`LockError::Config`]. Without `reentrant`, such a request fails at once with
+    /// [`LockError::Reentrant`].
     ///
     /// "The current task" is the tokio task that acquired the lock (`tokio::task::id`),
     /// or, outside any task (the body of `#[tokio::main]`, a `block_on`), the thread
@@ -476,6 +478,19 @@ impl LockRequest {
             && let Some(held) = self.locker.owners().held_here(&keys)
         {
             if self.reentrant {
+                // Sharing cannot give the held lock what it was not taken with.
+                if self.fencing && held.fence().is_none() {
+                    return Err(self.config_error(
+                        "re-entry shares the lock this task holds, which has no fencing token: \
+                         ask for `fencing` where the lock is first taken",
+                    ));
+                }
+                if self.durable.is_some() {
+                    return Err(self.config_error(
+                        "re-entry shares the lock this task holds and cannot make it durable: \
+                         ask for `durable` where the lock is first taken",
+                    ));
+                }
                 return Ok(Acquired::Held(held));
             }
             return Err(LockError::Reentrant {

@@ -242,3 +242,107 @@ async fn redlock_detects_re_entry_before_asking_any_server() {
     assert_eq!(inner.token(), outer.token());
     assert!(outer.release().await.unwrap());
 }
+
+/// Found by review: a dropped guard's release is spawned, so its lock stayed "held by
+/// this task" until that ran; asking again at once failed with `Reentrant` (a retry after
+/// a timed-out `run`, a new campaign after dropping a leadership).
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_guard_is_no_longer_the_tasks() {
+    let server = lock_runtime::testing::RedisServer::start().unwrap();
+    for locker in [Locker::redis(&server.url()).unwrap(), Locker::memory()] {
+        let guard = locker.lock("dropped").acquire().await.unwrap();
+        drop(guard);
+        let again = locker
+            .lock("dropped")
+            .wait(Duration::from_secs(5))
+            .acquire()
+            .await;
+        assert!(again.is_ok(), "asking again after drop(guard): {again:?}");
+        drop(again);
+
+        let first = tokio::time::timeout(
+            Duration::from_millis(100),
+            locker
+                .lock("job")
+                .run(|_| tokio::time::sleep(Duration::from_secs(10))),
+        )
+        .await;
+        assert!(first.is_err(), "the first run timed out");
+        let retry = locker
+            .lock("job")
+            .wait(Duration::from_secs(5))
+            .run(|_| async {})
+            .await;
+        assert!(retry.is_ok(), "a retry after a timed-out run: {retry:?}");
+
+        let leadership = locker.leader("sched").await.unwrap();
+        drop(leadership);
+        let again = tokio::time::timeout(Duration::from_secs(5), locker.leader("sched").campaign())
+            .await
+            .expect("elected again");
+        assert!(
+            again.is_ok(),
+            "a campaign after dropping the leadership: {again:?}"
+        );
+        assert!(locker.flush().await);
+    }
+}
+
+/// Found by review: a re-entry's guard kept saying it held the lock after the guard that
+/// owned it released it, even once another owner had taken it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_entry_ends_with_the_lock_it_shares() {
+    let server = lock_runtime::testing::RedisServer::start().unwrap();
+    let locker = Locker::redis(&server.url()).unwrap();
+    let outer = locker.lock("shared").acquire().await.unwrap();
+    let inner = locker.lock("shared").reentrant().acquire().await.unwrap();
+    let inner_lost = inner.lost();
+    assert!(!inner.is_lost());
+    assert!(outer.release().await.unwrap());
+    let other = Locker::redis(&server.url()).unwrap();
+    let theirs = tokio::spawn(async move { other.lock("shared").try_acquire().await });
+    let theirs = theirs
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("free for another owner");
+    assert!(inner.is_lost(), "the lock it shared was released");
+    tokio::time::timeout(Duration::from_secs(2), inner_lost)
+        .await
+        .expect("lost() fires when the shared lock is released");
+    assert!(!inner.release().await.unwrap(), "no longer held");
+    assert!(theirs.release().await.unwrap());
+}
+
+/// Found by review: a re-entrant request that asked for a fencing token (or durability)
+/// the held lock lacks got a guard without it, silently.
+#[tokio::test]
+async fn re_entry_cannot_add_fencing_or_durability() {
+    let server = lock_runtime::testing::RedisServer::start().unwrap();
+    let locker = Locker::redis(&server.url()).unwrap();
+    let outer = locker.lock("plain").acquire().await.unwrap();
+    let fenced = locker.lock("plain").reentrant().fencing().acquire().await;
+    assert!(matches!(fenced, Err(LockError::Config(_))), "{fenced:?}");
+    let durable = locker
+        .lock("plain")
+        .reentrant()
+        .durable(1, Duration::from_secs(1))
+        .acquire()
+        .await;
+    assert!(
+        matches!(&durable, Err(LockError::Config(problem)) if problem.contains("re-entry")),
+        "{durable:?}"
+    );
+    assert!(outer.release().await.unwrap());
+    // A fenced lock re-entered with `fencing` shares its token.
+    let outer = locker.lock("fenced").fencing().acquire().await.unwrap();
+    let inner = locker
+        .lock("fenced")
+        .reentrant()
+        .fencing()
+        .acquire()
+        .await
+        .unwrap();
+    assert_eq!(inner.fencing_token(), outer.fencing_token());
+    assert!(outer.release().await.unwrap());
+}

@@ -176,8 +176,9 @@ impl Locker {
     /// name that has holders takes effect at once for new acquires and revokes
     /// nothing: after lowering it from 4 to 2, the 4 holders keep their permits, and a
     /// new acquire waits until fewer than 2 are held; after raising it, new acquires are
-    /// admitted up to the new count at once. Waiters are admitted in arrival order
-    /// (the first waiter's count decides whether a released permit goes to it).
+    /// admitted up to the new count at once. A released permit goes to the first waiter,
+    /// in arrival order, whose count admits it (a waiter with a lower count waits while
+    /// more are held, and does not hold up those behind it).
     ///
     /// A semaphore is a different thing on the server than a lock of the same name
     /// (`lock:{api:7}:sem`, a sorted set of owner tokens scored by lease end). Refused

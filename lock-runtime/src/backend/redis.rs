@@ -249,7 +249,10 @@ impl RedisBackend {
     ) -> Result<(Option<Duration>, u32), LockError> {
         let mut connection = self.server.durable_connection(wait).await?;
         let name = keys.lock_name();
-        let mut invocation = crate::scripts::EXTEND.key(keys.key());
+        let mut invocation = match keys.permits() {
+            None => crate::scripts::EXTEND.key(keys.key()),
+            Some(_) => crate::scripts::SEMAPHORE_EXTEND.key(keys.key()),
+        };
         invocation.arg(token).arg(millis::expiry(ttl)).arg("renew");
         let left: u64 = invocation
             .invoke_async(&mut connection)

@@ -94,6 +94,14 @@ impl Fixture {
             .expect("the lock is free")
     }
 
+    /// Takes a permit of the semaphore `name` (`permits` of them) in another task.
+    pub async fn hold_elsewhere_permit(&self, name: &str, permits: u32) -> lock_runtime::LockGuard {
+        tokio::spawn(self.locker.semaphore(name, permits).acquire())
+            .await
+            .expect("the holding task")
+            .expect("a free permit")
+    }
+
     /// Every key stored on the server (on each node of a cluster), sorted; `None` for the
     /// memory backend. For checks that nothing is left behind.
     pub async fn stored_keys(&self) -> Option<Vec<String>> {

@@ -4,9 +4,10 @@
 //! A leadership is a fenced, auto-renewed lock whose fencing token is the epoch. A
 //! campaigner waits in the lock's queue, so a resigning leader hands the leadership to
 //! the next campaigner in one message. The elected leader announces its epoch on the
-//! election's channel (`<key>:leader`, in the lock's slot), and a resigning one announces
-//! that it resigned; a leader that dies announces nothing, and watchers learn it when its
-//! lease ends (they sleep until then, and look once).
+//! election's channel (`<key>:leader`, in the lock's slot), and again every third of its
+//! lease while it leads (so a watch that missed a message learns the epoch soon), and a
+//! resigning one announces that it resigned; a leader that dies announces nothing, and
+//! watchers learn it when its lease ends (they sleep until then, and look once).
 
 use std::borrow::Cow;
 use std::future::{Future, IntoFuture};
@@ -225,6 +226,24 @@ impl Leadership {
             locker: locker.clone(),
         };
         let epoch = leadership.epoch();
+        // Announced again every third of the lease while it leads, so a watch that missed
+        // the election (a dropped connection, a watch begun later) learns the epoch.
+        let (handle, locker_again) = (leadership.handle(), locker.clone());
+        let every = leadership.guard().ttl() / 3;
+        crate::runtime::spawn(async move {
+            let lost = handle.lost();
+            tokio::pin!(lost);
+            loop {
+                tokio::select! {
+                    () = &mut lost => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                if handle.remaining().is_zero() {
+                    return; // resigned or lost
+                }
+                let _ = announce(&locker_again, handle.clone(), Announcement::Elected(epoch)).await;
+            }
+        });
         if let Err(error) = leadership.announce(Announcement::Elected(epoch)).await {
             tracing::debug!(
                 name: "lock.announce_failed",
@@ -345,8 +364,9 @@ pub enum LeaderChange {
 pub enum LeaderState {
     /// Nobody leads.
     Vacant,
-    /// Someone leads; `epoch` when the watch heard the election (`None`: the leader was
-    /// elected before the watch began listening).
+    /// Someone leads; `epoch` once the watch heard the leader announce it (`None`: the
+    /// leader was elected before the watch began listening, and has not announced since;
+    /// a leader announces its epoch again every third of its lease).
     Led {
         /// The leader's epoch, when known.
         epoch: Option<u64>,
@@ -359,7 +379,17 @@ pub enum LeaderState {
 /// Watchers hear elections and resignations as they are announced (Redis pub/sub on the
 /// election's channel, in its slot on a Cluster); a leader that dies announces nothing,
 /// so a watcher sleeps until the leader's lease ends and then looks once (one `PTTL`):
-/// one command per lease while a leader renews, never a polling loop.
+/// one command per lease while a leader renews, never a polling loop. A leader repeats
+/// its announcement every third of its lease, so a watch that missed one (its connection
+/// dropped, or it began listening after the election) learns the epoch within that time;
+/// repeated announcements of the same epoch are not changes.
+///
+/// A watch follows its [`Locker`]'s connections: when the connection it listened on is
+/// gone (the runtime it ran on ended, a failover replaced it), the next
+/// [`changed`](Self::changed) listens on the new one and looks once, so it misses no
+/// election. A watch needs the locker's own connections: on a locker built
+/// [`from_connection`](crate::LockerBuilder::from_connection) it is a
+/// [`LockError::Config`] that says so.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
@@ -401,6 +431,13 @@ impl LeaderWatch {
     /// Cancellation: safe; dropping this future loses no change (the state changes only
     /// as a change is returned, or after a look whose answer arrived).
     pub async fn changed(&mut self) -> Result<LeaderChange, LockError> {
+        // On this runtime's connection: the one it subscribed on may be gone (its runtime
+        // ended, or it was replaced after a failover).
+        let channel = channel(&self.keys);
+        self.locker
+            .backend()
+            .keep_listening(&self.keys, &channel)
+            .await?;
         loop {
             let event = match self.look_at {
                 Some(at) => tokio::select! {
@@ -425,8 +462,12 @@ impl LeaderWatch {
                 Some(Event::Announced(Announcement::Resigned(epoch)))
                     if was != (LeaderState::Led { epoch: Some(epoch) })
                         && was != (LeaderState::Led { epoch: None }) => {}
-                // A resignation, the lease's end, or messages missed: look.
-                Some(_) | None => self.look().await?,
+                // A resignation, the lease's end, or messages missed: look (owed until the
+                // answer arrives, so a cancelled or failed look is made again at once).
+                Some(_) | None => {
+                    self.look_at = Some(Instant::now());
+                    self.look().await?;
+                }
             }
             if was != LeaderState::Vacant && self.state == LeaderState::Vacant {
                 return Ok(LeaderChange::Vacant);

@@ -212,6 +212,9 @@ impl Locker {
     /// leader's epoch is larger than every earlier one's, and a leader that dies is
     /// replaced when its lease ends. Refused with a [`LockError::Config`] by Redlock,
     /// which cannot issue epochs. See [`Campaign`](crate::Campaign).
+    ///
+    /// The election `name` is the lock `name` (same keys, same queue): do not also
+    /// [`lock`](Self::lock) that name for something else, or its holder leads.
     pub fn leader(&self, name: impl Into<String>) -> crate::Campaign {
         crate::Campaign::new(self.clone(), name.into())
     }

@@ -189,6 +189,11 @@ impl Notifications {
         }
     }
 
+    /// The channels someone listens on.
+    pub(crate) fn channels(&self) -> Vec<String> {
+        self.state().channels.keys().cloned().collect()
+    }
+
     /// How many waiters listen on `channel`.
     pub(crate) fn listeners(&self, channel: &str) -> usize {
         self.state().channels.get(channel).map_or(0, HashSet::len)

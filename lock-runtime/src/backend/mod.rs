@@ -187,6 +187,19 @@ impl Backend {
         }
     }
 
+    /// Makes sure `channel`, listened to through [`listen_to`](Self::listen_to), is
+    /// subscribed on the current runtime's connection.
+    pub(crate) async fn keep_listening(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+    ) -> Result<(), LockError> {
+        match self {
+            Self::Redis(backend) => backend.keep_listening(keys, channel).await,
+            Self::Memory(_) | Self::Redlock(_) => Ok(()),
+        }
+    }
+
     /// Publishes `announcement` on `channel` (a channel of the lock `keys`).
     pub(crate) async fn announce(
         &self,

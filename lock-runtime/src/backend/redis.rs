@@ -143,9 +143,26 @@ impl RedisBackend {
         channel: &str,
         token: &str,
     ) -> Result<crate::notify::Registration, LockError> {
+        if self.server.is_shared() {
+            return Err(LockError::Config(format!(
+                "leader `{}`: a watch needs notifications, which the program's own \
+                 connection (Locker::from_connection) delivers to the program, not to the \
+                 locker; watch through a locker that opens its own connections \
+                 (Locker::redis, Locker::from_client)",
+                keys.lock_name()
+            )));
+        }
         self.server
             .listen_on(token, channel, keys.lock_name())
             .await
+    }
+
+    pub(crate) async fn keep_listening(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+    ) -> Result<(), LockError> {
+        self.server.keep_subscribed(channel, keys.lock_name()).await
     }
 
     /// `PUBLISH` (one server) or `SPUBLISH` (Cluster: the channel is in the lock's slot,

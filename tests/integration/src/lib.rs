@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lock_runtime::Locker;
+
+pub mod proxy;
 use lock_runtime::testing::{RedisCluster, RedisServer, ValkeyServer};
 
 /// A locker on a fresh backend; keeps its `redis-server` (if any) alive and prints its log

@@ -501,3 +501,171 @@ fn three_processes_keep_one_leader_through_20_kills_pauses_and_resignations() {
         );
     }
 }
+
+/// Found by review: an election made while the watch's connection was down was never
+/// reported (a look reads only the lease), nor a change of leader (the old epoch stayed).
+/// Leaders announce themselves again every third of their lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_learns_elections_it_missed_while_disconnected() {
+    let server = RedisServer::start().unwrap();
+    let proxy = lock_tests_integration::proxy::Proxy::start(server.port()).await;
+    let watcher = Locker::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_millis(500))
+        .redis(&proxy.url())
+        .unwrap();
+    let mut watch = watcher.leader("blip").watch().await.unwrap();
+    let campaigner = Locker::redis(&server.url()).unwrap();
+    let ttl = Duration::from_millis(1_500);
+    let first = campaigner.leader("blip").ttl(ttl).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(3), watch.changed()).await;
+    assert_eq!(
+        heard.unwrap().unwrap(),
+        LeaderChange::Elected {
+            epoch: first.epoch()
+        }
+    );
+    // While the watch is cut off, the leader resigns to another campaigner.
+    let other = Locker::redis(&server.url()).unwrap();
+    let next = tokio::spawn(async move { other.leader("blip").ttl(ttl).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.cut();
+    assert!(first.resign().await.unwrap());
+    let second = next.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.restore();
+    // Within a third of the lease (plus reconnecting), the watch hears the new leader.
+    let deadline = tokio::time::Instant::now() + ttl + Duration::from_secs(3);
+    let mut seen = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(change)) => {
+                seen.push(change);
+                if change
+                    == (LeaderChange::Elected {
+                        epoch: second.epoch(),
+                    })
+                {
+                    break;
+                }
+            }
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        seen.contains(&LeaderChange::Elected {
+            epoch: second.epoch()
+        }),
+        "the new leader was never reported: {seen:?}, state {:?}",
+        watch.state()
+    );
+    assert_eq!(
+        watch.state(),
+        LeaderState::Led {
+            epoch: Some(second.epoch())
+        }
+    );
+    assert!(second.resign().await.unwrap());
+}
+
+/// Found by review: a `changed()` cancelled while it looked lost the vacancy it had just
+/// heard of (the next call slept until the old lease's end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_cancelled_while_looking_loses_nothing() {
+    let server = RedisServer::start().unwrap();
+    let leadership = Locker::redis(&server.url())
+        .unwrap()
+        .leader("w")
+        .ttl(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut watch = Locker::builder()
+        .command_timeout(Duration::from_millis(500))
+        .redis(&server.url())
+        .unwrap()
+        .leader("w")
+        .watch()
+        .await
+        .unwrap();
+    assert_eq!(watch.state(), LeaderState::Led { epoch: None });
+    assert!(leadership.resign().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await; // the announcement arrives
+    server.pause().unwrap();
+    let first = tokio::time::timeout(Duration::from_millis(300), watch.changed()).await;
+    server.resume().unwrap();
+    assert!(first.is_err(), "cancelled while it looked");
+    let second = tokio::time::timeout(Duration::from_secs(3), watch.changed()).await;
+    assert!(
+        matches!(second, Ok(Ok(LeaderChange::Vacant))),
+        "after a cancelled changed(): {second:?}, state {:?}",
+        watch.state()
+    );
+}
+
+/// Found by review: a watch kept listening on the connection of the runtime it began on;
+/// used on another runtime after that one ended, it heard nothing.
+#[test]
+fn a_watch_follows_onto_another_runtime() {
+    let server = RedisServer::start().unwrap();
+    let locker = Locker::redis(&server.url()).unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let mut watch = first.block_on(locker.leader("moves").watch()).unwrap();
+    drop(first); // its connection, and the subscription on it, end here
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let campaigner = Locker::redis(&server.url()).unwrap();
+        let watching = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(5), watch.changed()).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let leadership = campaigner.leader("moves").await.unwrap();
+        let heard = watching.await.unwrap().expect("heard within 5 s").unwrap();
+        assert_eq!(
+            heard,
+            LeaderChange::Elected {
+                epoch: leadership.epoch()
+            }
+        );
+        assert!(leadership.resign().await.unwrap());
+    });
+}
+
+/// Found by review: a watch on the program's own connection either failed as if the
+/// server were down, or subscribed where the locker never hears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_the_programs_connection_is_refused_and_says_why() {
+    let server = RedisServer::start().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let manager = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let locker = Locker::from_connection(manager);
+    let error = locker.leader("own").watch().await.unwrap_err();
+    assert!(matches!(error, LockError::Config(_)), "{error:?}");
+    assert!(error.to_string().contains("from_connection"), "{error}");
+}
+
+/// Found by review: the last watch dropped outside a runtime left its channel subscribed.
+#[test]
+fn a_watch_dropped_anywhere_unsubscribes() {
+    let server = RedisServer::start().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let locker = Locker::redis(&server.url()).unwrap();
+    let watch = runtime.block_on(locker.leader("gone").watch()).unwrap();
+    let subscribers = || -> i64 {
+        let reply: Vec<redis::Value> = server
+            .query(redis::cmd("PUBSUB").arg("NUMSUB").arg("lock:{gone}:leader"))
+            .unwrap();
+        match reply.get(1) {
+            Some(redis::Value::Int(count)) => *count,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(subscribers(), 1);
+    drop(watch); // on this thread, outside the runtime
+    let started = std::time::Instant::now();
+    while subscribers() > 0 && started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(subscribers(), 0, "the channel stayed subscribed");
+    drop(runtime);
+}

@@ -6,10 +6,17 @@
 //! and `min_hold` keeps the lock after a fast run so that a late instance does not run
 //! the same window again. The output shows which instance ran each window.
 //!
+//! With `--leader`, the instances elect a leader instead, and only the leader runs the
+//! scheduler; the demo kills it half-way, and another instance takes over when the dead
+//! leader's lease ends (see `leader.rs`).
+//!
 //! ```text
 //! cargo run --example scheduled_job
 //! cargo run --example scheduled_job -- --instances 5 --windows 10
+//! cargo run --example scheduled_job -- --leader
 //! ```
+
+mod leader;
 
 use std::error::Error;
 use std::time::Duration;
@@ -43,9 +50,12 @@ struct Demo {
     /// Instances (processes), each with its own scheduler.
     #[arg(long, default_value_t = 3)]
     instances: usize,
-    /// Windows (seconds) to run.
+    /// Windows (seconds) to run (at least 6 with `--leader`).
     #[arg(long, default_value_t = 5)]
     windows: u64,
+    /// Elect a leader that runs the scheduler, and kill it half-way.
+    #[arg(long)]
+    leader: bool,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +63,9 @@ enum Command {
     /// One instance with its scheduler (started by the demo).
     #[command(hide = true)]
     Instance(Instance),
+    /// One instance in leader mode (started by the demo with `--leader`).
+    #[command(hide = true)]
+    LeaderInstance(leader::LeaderInstance),
 }
 
 #[derive(Args, Clone)]
@@ -104,6 +117,7 @@ async fn main() {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Instance(instance)) => run_instance(instance).await,
+        Some(Command::LeaderInstance(instance)) => leader::run_leader_instance(instance).await,
         None => run_demo(cli.demo).await,
     }
 }
@@ -144,6 +158,9 @@ async fn run_demo(demo: Demo) {
         .unwrap_or_else(|| {
             fail("no redis-server on PATH and REDIS_URL unset: install redis-server or set REDIS_URL")
         });
+    if demo.leader {
+        return leader::run_leader_demo(&redis, demo.instances, demo.windows.max(6)).await;
+    }
     let skews: Vec<i64> = (0..demo.instances)
         .map(|index| [0, 15, -10, 5, -5][index % 5])
         .collect();

@@ -38,3 +38,51 @@ fn the_job_runs_once_per_window_across_three_processes() {
         "{runs:?}"
     );
 }
+
+#[test]
+fn with_leader_one_instance_runs_the_schedule_and_another_takes_over_when_it_dies() {
+    let server = RedisServer::start().unwrap();
+    let output = run_example("scheduled_job", Some(&server.url()), &["--leader"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Check Redis itself: `window:instance:epoch` per run.
+    let runs: Vec<String> = support::redis(&server)
+        .lrange("jobs:cleanup:leader-runs", 0, -1)
+        .unwrap();
+    let runs: Vec<(u64, String, u64)> = runs
+        .iter()
+        .map(|run| {
+            let fields: Vec<&str> = run.split(':').collect();
+            (
+                fields[0].parse().unwrap(),
+                fields[1].to_owned(),
+                fields[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    // No window ran twice, and runs follow the windows with epochs that never go back.
+    assert!(
+        runs.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "{runs:?}"
+    );
+    assert!(
+        runs.windows(2).all(|pair| pair[0].2 <= pair[1].2),
+        "{runs:?}"
+    );
+    // The first leader ran the first windows; after its death another, with a larger
+    // epoch, ran the last ones.
+    let (first, last) = (runs.first().unwrap(), runs.last().unwrap());
+    assert_ne!(first.1, last.1, "{runs:?}");
+    assert!(first.2 < last.2, "{runs:?}");
+    assert!(
+        runs.iter()
+            .filter(|run| run.1 == first.1)
+            .all(|run| run.0 <= 3),
+        "{runs:?}"
+    );
+    assert!(stdout.contains("killed instance-"), "{stdout}");
+}

@@ -48,6 +48,8 @@ pub(crate) struct Args {
     pub(crate) fencing: Option<Spanned<()>>,
     pub(crate) on_lost: Option<Spanned<OnLost>>,
     pub(crate) escape: Option<Spanned<()>>,
+    pub(crate) permits: Option<Spanned<u32>>,
+    pub(crate) reentrant: Option<Spanned<()>>,
     pub(crate) locker: Option<Spanned<Expr>>,
     pub(crate) krate: Option<Spanned<Path>>,
 }
@@ -74,6 +76,8 @@ const OPTIONS: &[(&str, Setter)] = &[
     ("fencing", Args::set_fencing),
     ("on_lost", Args::set_on_lost),
     ("escape", Args::set_escape),
+    ("permits", Args::set_permits),
+    ("reentrant", Args::set_reentrant),
     ("locker", Args::set_locker),
     ("crate", Args::set_crate),
 ];
@@ -169,6 +173,19 @@ impl Given {
                 .base10_parse::<u32>()
                 .map_err(|_| syn::Error::new(int.span(), range)),
             other => Err(syn::Error::new(other.span(), shape)),
+        }
+    }
+
+    /// A whole number of at least 1: [`count`](Self::count), and `zero` when it is 0.
+    fn positive_count(
+        &self,
+        example: &str,
+        (range, shape): (&str, &str),
+        zero: &str,
+    ) -> syn::Result<u32> {
+        match self.count(example, range, shape)? {
+            0 => Err(syn::Error::new(self.name.span(), zero)),
+            count => Ok(count),
         }
     }
 
@@ -321,17 +338,14 @@ impl Args {
     }
 
     fn set_durable(&mut self, given: Given) -> syn::Result<()> {
-        let replicas = given.count(
+        let replicas = given.positive_count(
             "1",
-            "`durable` must be a whole number of replicas up to 4294967295",
-            "`durable` takes how many replicas must have the lock before the body runs, e.g. `durable = 1`",
+            (
+                "`durable` must be a whole number of replicas up to 4294967295",
+                "`durable` takes how many replicas must have the lock before the body runs, e.g. `durable = 1`",
+            ),
+            "`durable = 0` waits for no replica: give at least 1, or leave `durable` out",
         )?;
-        if replicas == 0 {
-            return Err(syn::Error::new(
-                given.name.span(),
-                "`durable = 0` waits for no replica: give at least 1, or leave `durable` out",
-            ));
-        }
         self.durable = given.spanned(replicas);
         Ok(())
     }
@@ -389,6 +403,24 @@ impl Args {
 
     fn set_escape(&mut self, given: Given) -> syn::Result<()> {
         self.escape = given.flag()?;
+        Ok(())
+    }
+
+    fn set_permits(&mut self, given: Given) -> syn::Result<()> {
+        let permits = given.positive_count(
+            "4",
+            (
+                "`permits` must be a whole number of permits up to 4294967295",
+                "`permits` is how many callers may hold the lock at once (a semaphore), e.g. `permits = 4`",
+            ),
+            "`permits = 0` would admit nobody: give at least 1, or leave `permits` out for a lock",
+        )?;
+        self.permits = given.spanned(permits);
+        Ok(())
+    }
+
+    fn set_reentrant(&mut self, given: Given) -> syn::Result<()> {
+        self.reentrant = given.flag()?;
         Ok(())
     }
 

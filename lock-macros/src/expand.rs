@@ -115,10 +115,18 @@ fn request_expr(model: &Model) -> TokenStream {
     };
     let key = key_expr(model);
     let setters = setters(model);
+    let kind = match &model.args.permits {
+        Some(permits) => {
+            let count = permits.value;
+            let method = Ident::new("semaphore", generated(permits.span));
+            quote!(#method(#name, #count))
+        }
+        None => quote!(lock(#name)),
+    };
     quote! {
         match (#locker_expr, #key) {
             (::core::result::Result::Ok(#locker), ::core::result::Result::Ok(#name)) => {
-                ::core::result::Result::Ok(#locker.lock(#name) #setters)
+                ::core::result::Result::Ok(#locker.#kind #setters)
             }
             (::core::result::Result::Err(#error), _) | (_, ::core::result::Result::Err(#error)) => {
                 ::core::result::Result::Err(#error)
@@ -157,6 +165,9 @@ fn setters(model: &Model) -> TokenStream {
     }
     if let Some(fencing) = &args.fencing {
         call(fencing.span, "fencing", quote!());
+    }
+    if let Some(reentrant) = &args.reentrant {
+        call(reentrant.span, "reentrant", quote!());
     }
     if let Some(on_lost) = &args.on_lost {
         let policy = match on_lost.value {

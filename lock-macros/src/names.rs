@@ -82,6 +82,20 @@ const ALIASES: &[(&[&str], &str)] = &[
     ),
     (&["fence", "fenced", "fencing_token"], "write `fencing`"),
     (
+        &["reentrant_lock", "recursive", "reentry", "re_entrant"],
+        "to share a lock this task already holds, write `reentrant`",
+    ),
+    (
+        &[
+            "semaphore",
+            "limit",
+            "max_concurrent",
+            "concurrency",
+            "permit",
+        ],
+        "to let N callers hold it at once (a semaphore), write `permits = N`",
+    ),
+    (
         &["client", "redis", "backend", "manager"],
         "the locker to use is `locker`, e.g. `locker = self.locker`",
     ),

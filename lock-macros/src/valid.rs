@@ -172,6 +172,14 @@ fn check_options(args: &Args, errors: &mut Errors) {
             "`durable_wait` needs `durable = N` (how many replicas to wait for)",
         );
     }
+    if let (Some(reentrant), Some(permits)) = (&args.reentrant, &args.permits) {
+        let mut error = syn::Error::new(
+            reentrant.span,
+            "`reentrant` is for locks: with `permits`, each call takes one more permit of the semaphore; remove one of them",
+        );
+        error.combine(syn::Error::new(permits.span, "`permits` given here"));
+        errors.push(error);
+    }
     if let (Some(delay), None) = (&args.retry_delay, &args.retry) {
         errors.at(
             delay.span,

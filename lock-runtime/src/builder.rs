@@ -135,8 +135,9 @@ impl LockerBuilder {
     /// URLs. With `tls-native-tls` alone, only by [`redis`](Self::redis) and
     /// [`redlock`](Self::redlock): redis-rs takes certificates for Cluster and Sentinel
     /// through rustls only, so [`cluster`](Self::cluster) and [`sentinel`](Self::sentinel)
-    /// then ignore them. A TLS handshake that fails (a wrong CA) is a
-    /// [`LockError::Connect`].
+    /// then refuse them with a [`LockError::Config`]. Certificates that cannot be parsed
+    /// are a [`LockError::Config`] of the constructor; a TLS handshake that fails (a wrong
+    /// CA) is a [`LockError::Connect`] of the first operation.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -156,6 +157,15 @@ impl LockerBuilder {
         self
     }
 
+    /// The settings, checked, and the certificates, if given, checked to be PEM.
+    fn checked(&self) -> Result<Settings, LockError> {
+        #[cfg(any(feature = "tls-rustls", feature = "tls-native-tls"))]
+        if let Some(certificates) = &self.tls.certificates {
+            crate::url::check_certificates(certificates)?;
+        }
+        self.settings.clone().check()
+    }
+
     /// A locker on the target of [`from_env`](Self::from_env) (by default the Redis
     /// server at `redis://127.0.0.1:6379`).
     pub fn build(self) -> Result<Locker, LockError> {
@@ -173,7 +183,7 @@ impl LockerBuilder {
     /// with commands, and sets `TCP_NODELAY`: lock commands are small request/response
     /// exchanges that Nagle's algorithm would only delay.
     pub fn redis(self, url: &str) -> Result<Locker, LockError> {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         let client = crate::url::client(url, &self.tls)?;
         let backend = RedisBackend::single(client, &settings.prefix, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
@@ -182,7 +192,7 @@ impl LockerBuilder {
     /// A locker on the server of `client` (its URL's settings are used as they are, with
     /// RESP3).
     pub fn client(self, client: redis::Client) -> Result<Locker, LockError> {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         let info = client.get_connection_info().clone();
         let client = crate::url::from_info(tuned(info), &self.tls)
             .map_err(|error| LockError::Config(format!("this client cannot be used ({error})")))?;
@@ -199,7 +209,7 @@ impl LockerBuilder {
     /// `WAIT` blocks the connection for up to its wait. Give the locker a URL or a
     /// [`client`](Self::client) instead to get both. The timeouts are the connection's own.
     pub fn connection(self, manager: redis::aio::ConnectionManager) -> Result<Locker, LockError> {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         let backend = RedisBackend::shared(manager, &settings.prefix, settings.timeouts());
         Ok(Locker::new(Backend::Redis(backend), settings))
     }
@@ -235,7 +245,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         let clients = urls
             .into_iter()
             .map(|url| crate::url::client(url.as_ref(), &self.tls))
@@ -265,6 +275,9 @@ impl LockerBuilder {
     /// the replica's clock is not behind the old master's by more than the time between
     /// two acquisitions (see the crate docs, "Fencing").
     ///
+    /// The URLs carry one set of credentials, used for every node: URLs that differ are a
+    /// [`LockError::Config`].
+    ///
     /// ```
     /// # fn main() -> Result<(), lock_runtime::LockError> {
     /// let locker = lock_runtime::Locker::builder()
@@ -276,7 +289,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         let nodes = urls
             .into_iter()
             .map(|url| crate::url::connection_info(url.as_ref()))
@@ -286,6 +299,7 @@ impl LockerBuilder {
                 "a Redis Cluster needs the URL of at least one of its nodes".into(),
             ));
         }
+        crate::url::check_group(&nodes, &self.tls, "Redis Cluster")?;
         let backend = RedisBackend::cluster(
             nodes,
             self.tls.clone(),
@@ -296,9 +310,10 @@ impl LockerBuilder {
     }
 
     /// Locks on the master that the sentinels at `urls` watch under the name `master`
-    /// (Redis Sentinel: one logical server with automatic failover). The credentials and
-    /// the database of the first URL are used for the sentinels and for the master; a
-    /// `rediss://` URL makes both use TLS.
+    /// (Redis Sentinel: one logical server with automatic failover). The URLs carry one
+    /// set of credentials (URLs that differ are a [`LockError::Config`]), used for the
+    /// sentinels and for the master, and the first URL's database; a `rediss://` URL
+    /// makes both use TLS.
     ///
     /// The locker asks the sentinels for the master when it connects, and again whenever
     /// the master's connection says it may have moved (a demoted master's `READONLY`, a
@@ -328,7 +343,7 @@ impl LockerBuilder {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         let sentinels = urls
             .into_iter()
             .map(|url| crate::url::connection_info(url.as_ref()))
@@ -339,6 +354,7 @@ impl LockerBuilder {
                     .into(),
             ));
         }
+        crate::url::check_group(&sentinels, &self.tls, "Redis Sentinel")?;
         let backend = RedisBackend::sentinel(
             master,
             &sentinels,
@@ -352,7 +368,7 @@ impl LockerBuilder {
 
     /// A locker in this process's memory; see [`Locker::memory`].
     pub fn memory(self) -> Result<Locker, LockError> {
-        let settings = self.settings.check()?;
+        let settings = self.checked()?;
         Ok(Locker::new(
             Backend::Memory(MemoryBackend::default()),
             settings,

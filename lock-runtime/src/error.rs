@@ -15,7 +15,8 @@ use std::time::Duration;
 /// use lock_runtime::{LockError, Locker};
 ///
 /// let locker = Locker::memory();
-/// let _held = locker.lock("order:42").acquire().await.unwrap();
+/// // Held by another task (another owner, as another instance would be).
+/// let _held = tokio::spawn(locker.lock("order:42").acquire()).await.unwrap().unwrap();
 /// let status = match locker.lock("order:42").acquire().await {
 ///     Ok(_guard) => 200,
 ///     Err(error) if error.is_contention() => {
@@ -83,11 +84,12 @@ pub enum LockError {
         needed: u32,
     },
 
-    /// A task asked for a lock it already holds; waiting for itself would never end.
-    ///
-    /// Reserved: no operation returns it yet. Today such a request is treated like any
-    /// other owner's: it is refused ([`Busy`](Self::Busy)), or waits until its wait runs
-    /// out ([`WaitTimeout`](Self::WaitTimeout)) or the lock it holds expires.
+    /// A task asked for a lock it already holds (directly, or through nested
+    /// `#[distributed_lock]` functions with the same key); waiting for itself would never
+    /// end, so it fails at once, whatever its wait. Ask for re-entry with
+    /// [`LockRequest::reentrant`](crate::LockRequest::reentrant) (attribute option
+    /// `reentrant`) to share the held lock instead. See there for what "the same task"
+    /// means.
     #[error("lock `{name}` is already held by this task")]
     Reentrant {
         /// The lock's name.

@@ -40,6 +40,8 @@ use crate::{LockError, millis};
 #[derive(Clone)]
 pub struct LockHandle {
     lock: Arc<HeldLock>,
+    /// A re-entry's handle: the lock is another guard's, whose release ends it here too.
+    shared: bool,
 }
 
 impl fmt::Debug for LockHandle {
@@ -117,6 +119,12 @@ impl LockHandle {
         self.lock.extend(by).await
     }
 
+    /// Marks the lock given up by its owner before its release is spawned (see
+    /// `HeldLock::give_up`).
+    pub(crate) fn give_up(&self) {
+        self.lock.give_up();
+    }
+
     /// The lock's `lock.hold` span.
     pub(crate) fn span(&self) -> &tracing::Span {
         self.lock.span()
@@ -130,18 +138,22 @@ impl LockHandle {
     }
 
     /// Whether the lock is known lost: an extend or renewal found another owner, or the
-    /// lease ran out without a successful renewal. Does not ask the backend.
+    /// lease ran out without a successful renewal. Does not ask the backend. For a
+    /// re-entry's guard ([`LockRequest::reentrant`](crate::LockRequest::reentrant)), also
+    /// once the guard that owns the lock released or dropped it.
     pub fn is_lost(&self) -> bool {
         self.lock.is_lost()
+            || (self.shared
+                && (self.lock.state() != crate::lease::State::Held || self.lock.given_up()))
     }
 
     /// A future that completes when the lock is known lost (see [`is_lost`](Self::is_lost)).
     ///
     /// It owns what it needs (`'static`), so it can be raced against the work the lock
     /// protects, e.g. with `tokio::select!`. It never completes once the lock has been
-    /// released by its owner.
+    /// released by its owner; for a re-entry's guard, that release completes it.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.lock.lost()
+        self.lock.lost(self.shared)
     }
 }
 
@@ -157,6 +169,10 @@ enum Pending {
 }
 
 /// Owns a held lock and releases it.
+///
+/// (A guard from a re-entry, [`LockRequest::reentrant`](crate::LockRequest::reentrant),
+/// shares a lock that an outer guard owns: its release, `release_after` and `keep` do
+/// nothing to the lock, and report whether it is still held.)
 ///
 /// Release it with [`release`](Self::release) to learn whether it was still held.
 /// Dropping the guard also releases it, without blocking: `Drop` stops the renewal and
@@ -183,6 +199,8 @@ pub struct LockGuard {
     handle: LockHandle,
     auto_renew: bool,
     pending: Pending,
+    /// A re-entry: shares a lock that another guard releases.
+    nested: bool,
 }
 
 impl fmt::Debug for LockGuard {
@@ -192,6 +210,7 @@ impl fmt::Debug for LockGuard {
             .field("key", &self.handle.key())
             .field("fencing_token", &self.handle.fencing_token())
             .field("auto_renew", &self.auto_renew)
+            .field("reentered", &self.nested)
             .field("remaining", &self.handle.remaining())
             .finish_non_exhaustive()
     }
@@ -208,9 +227,24 @@ impl Deref for LockGuard {
 impl LockGuard {
     pub(crate) fn new(lock: Arc<HeldLock>, auto_renew: bool) -> Self {
         Self {
-            handle: LockHandle { lock },
+            handle: LockHandle {
+                lock,
+                shared: false,
+            },
             auto_renew,
             pending: Pending::Release,
+            nested: false,
+        }
+    }
+
+    /// A guard that shares `lock`, held by an outer guard of this task, and releases
+    /// nothing ([`LockRequest::reentrant`](crate::LockRequest::reentrant)).
+    pub(crate) fn nested(lock: Arc<HeldLock>) -> Self {
+        Self {
+            handle: LockHandle { lock, shared: true },
+            auto_renew: false,
+            pending: Pending::Nothing,
+            nested: true,
         }
     }
 
@@ -236,6 +270,9 @@ impl LockGuard {
     /// Like [`release`](Self::release), but also says on how many servers the lock was
     /// still held: with Redlock, how close it came to being lost.
     pub async fn release_report(mut self) -> Result<ReleaseReport, LockError> {
+        if self.nested {
+            return Ok(ReleaseReport::single(!self.is_lost()));
+        }
         // Inline: if this future is dropped before the answer, the guard is dropped with
         // it and its `Drop` releases again (quietly, if the first release got through).
         let report = self.handle.lock.release(Release::Released).await;
@@ -254,6 +291,9 @@ impl LockGuard {
     /// Cancellation: dropping this future still completes it through the guard's `Drop`,
     /// which keeps the key until the same instant.
     pub async fn release_after(mut self, min_hold: Duration) -> Result<bool, LockError> {
+        if self.nested {
+            return Ok(!self.is_lost());
+        }
         let Some(left) = min_hold
             .checked_sub(self.held_for())
             .filter(|left| !left.is_zero())
@@ -287,6 +327,9 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn keep(mut self) {
+        if self.nested {
+            return;
+        }
         self.pending = Pending::Nothing;
         self.handle.lock.keep(Release::Kept);
     }
@@ -299,6 +342,8 @@ impl Drop for LockGuard {
             return;
         }
         let lock = self.handle.lock.clone();
+        // No longer this task's to re-enter: a new request waits for the release below.
+        lock.give_up();
         let spawned = crate::runtime::spawn_tracked(async move {
             let outcome = match pending {
                 Pending::KeepUntil(until) => {

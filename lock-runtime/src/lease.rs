@@ -135,6 +135,8 @@ pub(crate) struct HeldLock {
     /// The `lock.hold` span.
     span: Span,
     meter: Meter,
+    /// Its guard was dropped (its release is spawned): no longer its task's to re-enter.
+    given_up: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for HeldLock {
@@ -199,6 +201,7 @@ impl HeldLock {
             lease,
             span,
             meter: grant.meter,
+            given_up: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -248,6 +251,17 @@ impl HeldLock {
         }
     }
 
+    /// Its owner gave it up (dropped the guard; the release runs in the background).
+    pub(crate) fn give_up(&self) {
+        self.given_up
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether its owner gave it up (see [`give_up`](Self::give_up)).
+    pub(crate) fn given_up(&self) -> bool {
+        self.given_up.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Known lost: marked lost, or held with the lease run out.
     pub(crate) fn is_lost(&self) -> bool {
         let lease = *self.lease.borrow();
@@ -258,8 +272,10 @@ impl HeldLock {
         }
     }
 
-    /// Completes when the lock is known lost; never once it was released by its owner.
-    pub(crate) fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// Completes when the lock is known lost; never once it was released by its owner,
+    /// unless `shared`: for a re-entry, which shares a lock another guard releases, that
+    /// release ends the lock too.
+    pub(crate) fn lost(&self, shared: bool) -> impl Future<Output = ()> + Send + 'static {
         let lease = self.lease.clone();
         async move {
             loop {
@@ -268,6 +284,7 @@ impl HeldLock {
                 let current = *lease.borrow();
                 match current.state {
                     State::Lost => return,
+                    State::Releasing | State::Released if shared => return,
                     // Every handle is gone: the lock was given up, not lost.
                     _ if current.gone => std::future::pending::<()>().await,
                     State::Released => std::future::pending::<()>().await,

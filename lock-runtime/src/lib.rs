@@ -13,9 +13,12 @@
 //! let locker = Locker::memory();
 //!
 //! let guard = locker.lock("order:42").ttl(Duration::from_secs(30)).acquire().await?;
-//! // A second instance is refused at once...
-//! let busy = locker.lock("order:42").acquire().await.unwrap_err();
-//! assert!(matches!(busy, LockError::Busy { .. }));
+//! // Another owner (another instance, or here another task) is refused at once...
+//! let elsewhere = tokio::spawn(locker.lock("order:42").acquire()).await.unwrap();
+//! assert!(matches!(elsewhere, Err(LockError::Busy { .. })));
+//! // ...while this task, which holds it, would wait for itself: it is told so at once.
+//! let again = locker.lock("order:42").acquire().await;
+//! assert!(matches!(again, Err(LockError::Reentrant { .. })));
 //! // ...and the owner releases it when done (dropping the guard would, too).
 //! assert!(guard.release().await?);
 //! # Ok(()) }
@@ -27,6 +30,13 @@
 //! ([`durable`](LockRequest::durable)) or run a closure under the lock
 //! ([`run`](LockRequest::run)); the [`distributed_lock`][distributed-lock]
 //! attribute expands into it.
+//!
+//! Beyond a mutex, on the same backends (Redlock refuses the first two, saying why):
+//! - [`Locker::semaphore`]: at most N owners at once, each with a lease of its own;
+//! - [`Locker::leader`]: leader election, with an epoch that grows with every leader, a
+//!   signal when the leadership is lost, and a [`LeaderWatch`] for followers;
+//! - [`LockRequest::reentrant`]: a task that asks for a lock it already holds fails at
+//!   once with [`LockError::Reentrant`] instead of waiting for itself, or shares it.
 //!
 //! # Guarantees, and what each assumes
 //!
@@ -52,7 +62,10 @@
 //!   server in order of arrival; a release hands the lock to the first live waiter and
 //!   wakes only that one. Not with Redlock (it has no queue) and not for
 //!   [`retry`](LockRequest::retry) (it does not queue). A waiter that crashed holds the
-//!   queue up for about two poll intervals (the time a hand-off waits to be claimed).
+//!   queue up for about two poll intervals (the time a hand-off waits to be claimed);
+//!   when that hand-off expires, or a holder's lease runs out without a release, the lock
+//!   is free and goes to whoever attempts first, a queued waiter or a newcomer (order is
+//!   kept by releases, not by expiries).
 //! - **Fenced**, on request: [`LockHandle::fencing_token`] grows strictly with every
 //!   fenced acquisition of a lock, under the assumptions of [Fencing](#fencing).
 //! - **Cancellation-safe.** Dropping an acquiring future leaves no lock and no queue
@@ -94,9 +107,14 @@
 //! | `lock:{order:42}` | string | the owner token | the lease (`PX`), renewed by its owner |
 //! | `lock:{order:42}:fence` | string | the last fencing token issued | the TTL of the acquisition that issued it (a hand-off's: its claim window) |
 //! | `lock:{order:42}:queue` | sorted set | the waiters' owner tokens, scored by arrival (server time, µs) | its longest-lived entry |
-//! | `lock:{order:42}:waiting` | hash | owner token -> `alive-until-µs:claim-ms:fencing:p\|s:channel` | its longest-lived entry |
+//! | `lock:{order:42}:waiting` | hash | owner token -> `alive-until-µs:claim-ms:fencing:permits:p\|s:channel` (permits 0 for a lock) | its longest-lived entry |
 //! | `lock:{order:42}:released` | channel | Redlock: frees (`PUBLISH`); Cluster: hand-offs (`SPUBLISH`) | subscribed while someone waits |
+//! | `lock:{scheduler}:leader` | channel | leader election: `elected <epoch>`, `resigned <epoch>` | subscribed while a watch lives |
 //! | `lock:inbox:<uuid>` | channel | one server and Sentinel: hand-offs to one locker's waiters (`<prefix>inbox:<uuid>`) | subscribed once per connection |
+//!
+//! A semaphore `api:7` has the same names after `lock:{api:7}:sem`, which is a sorted set
+//! of owner tokens scored by the end of each one's lease (server ms); it expires with the
+//! longest lease.
 //!
 //! The hash tag is the whole lock name, so all of a lock's keys and its channel share one
 //! Redis Cluster slot, and every script touches one slot and only keys passed in `KEYS`.
@@ -157,11 +175,13 @@ mod error;
 mod global;
 mod guard;
 mod key;
+mod leader;
 mod lease;
 mod locker;
 mod millis;
 mod notify;
 mod observe;
+mod owners;
 mod queue;
 mod renew;
 mod request;
@@ -197,6 +217,12 @@ pub use current::current;
 pub use error::{LockError, ServerFailure};
 pub use global::{default_locker, set_default};
 pub use guard::{LockGuard, LockHandle};
+pub use leader::{Campaign, LeaderChange, LeaderState, LeaderWatch, Leadership};
 pub use locker::Locker;
 pub use request::{LockRequest, OnLost};
 pub use settings::{DEFAULT_PREFIX, DEFAULT_REDIS_URL};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::backend::{Backend, Remaining};
 use crate::key::LockKeys;
+use crate::owners::Owners;
 use crate::renew::Renewer;
 use crate::settings::Settings;
 use crate::{LockError, LockRequest, LockerBuilder};
@@ -25,8 +26,9 @@ use crate::{LockError, LockRequest, LockerBuilder};
 /// let locker = Locker::memory();
 /// let guard = locker.lock("order:42").acquire().await?;
 /// assert!(locker.is_locked("order:42").await?);
-/// // A second owner is refused at once (no `wait` was given).
-/// assert!(locker.lock("order:42").try_acquire().await?.is_none());
+/// // A second owner (here another task) is refused at once (no `wait` was given).
+/// let second = tokio::spawn(locker.lock("order:42").try_acquire()).await.unwrap()?;
+/// assert!(second.is_none());
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
@@ -39,6 +41,8 @@ struct Inner {
     backend: Arc<Backend>,
     settings: Settings,
     renewer: Renewer,
+    /// Which task holds which lock, for re-entry.
+    owners: Owners,
 }
 
 impl fmt::Debug for Locker {
@@ -58,6 +62,7 @@ impl Locker {
                 renewer: Renewer::new(backend.clone()),
                 backend,
                 settings,
+                owners: Owners::default(),
             }),
         }
     }
@@ -171,8 +176,9 @@ impl Locker {
     /// name that has holders takes effect at once for new acquires and revokes
     /// nothing: after lowering it from 4 to 2, the 4 holders keep their permits, and a
     /// new acquire waits until fewer than 2 are held; after raising it, new acquires are
-    /// admitted up to the new count at once. Waiters are admitted in arrival order
-    /// (the first waiter's count decides whether a released permit goes to it).
+    /// admitted up to the new count at once. A released permit goes to the first waiter,
+    /// in arrival order, whose count admits it (a waiter with a lower count waits while
+    /// more are held, and does not hold up those behind it).
     ///
     /// A semaphore is a different thing on the server than a lock of the same name
     /// (`lock:{api:7}:sem`, a sorted set of owner tokens scored by lease end). Refused
@@ -198,6 +204,19 @@ impl Locker {
     /// ```
     pub fn semaphore(&self, name: impl Into<String>, permits: u32) -> LockRequest {
         LockRequest::semaphore(self.clone(), name.into(), permits)
+    }
+
+    /// Starts a campaign for the leadership `name` (e.g. `"scheduler"`): await it to be
+    /// elected ([`Leadership`](crate::Leadership)), or [`watch`](crate::Campaign::watch)
+    /// the election without campaigning. At most one process leads at a time, each
+    /// leader's epoch is larger than every earlier one's, and a leader that dies is
+    /// replaced when its lease ends. Refused with a [`LockError::Config`] by Redlock,
+    /// which cannot issue epochs. See [`Campaign`](crate::Campaign).
+    ///
+    /// The election `name` is the lock `name` (same keys, same queue): do not also
+    /// [`lock`](Self::lock) that name for something else, or its holder leads.
+    pub fn leader(&self, name: impl Into<String>) -> crate::Campaign {
+        crate::Campaign::new(self.clone(), name.into())
     }
 
     /// Whether anyone holds the lock `name` (one round trip; does not take it).
@@ -272,5 +291,9 @@ impl Locker {
 
     pub(crate) fn renewer(&self) -> &Renewer {
         &self.inner.renewer
+    }
+
+    pub(crate) fn owners(&self) -> &Owners {
+        &self.inner.owners
     }
 }

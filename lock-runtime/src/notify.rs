@@ -29,6 +29,39 @@ pub(crate) enum Event {
     Free,
     /// Notifications stopped (and may have been missed): try now.
     Interrupted,
+    /// A leader's announcement on its election's channel (leader watches).
+    Announced(Announcement),
+}
+
+/// What a leader announces on its election's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announcement {
+    /// Elected with this epoch.
+    Elected(u64),
+    /// The leader of this epoch resigned.
+    Resigned(u64),
+}
+
+impl Announcement {
+    /// `elected <epoch>` or `resigned <epoch>`.
+    pub(crate) fn payload(self) -> String {
+        match self {
+            Self::Elected(epoch) => format!("elected {epoch}"),
+            Self::Resigned(epoch) => format!("resigned {epoch}"),
+        }
+    }
+
+    /// Parses [`payload`](Self::payload)'s form strictly.
+    pub(crate) fn parse(payload: &[u8]) -> Option<Self> {
+        let payload = std::str::from_utf8(payload).ok()?;
+        let (what, epoch) = payload.split_once(' ')?;
+        let epoch = epoch.parse().ok()?;
+        match what {
+            "elected" => Some(Self::Elected(epoch)),
+            "resigned" => Some(Self::Resigned(epoch)),
+            _ => None,
+        }
+    }
 }
 
 /// Called with a channel when its last waiter leaves.
@@ -128,6 +161,16 @@ impl Notifications {
         }
     }
 
+    /// Tells every listener on `channel` what its leader announced.
+    pub(crate) fn announce(&self, channel: &str, announcement: Announcement) {
+        let state = self.state();
+        for token in state.channels.get(channel).into_iter().flatten() {
+            if let Some(waiter) = state.waiters.get(token) {
+                let _ = waiter.events.send(Event::Announced(announcement));
+            }
+        }
+    }
+
     /// Tells every waiter that notifications stopped.
     pub(crate) fn interrupt_all(&self) {
         for waiter in self.state().waiters.values() {
@@ -144,6 +187,11 @@ impl Notifications {
                 let _ = waiter.events.send(Event::Interrupted);
             }
         }
+    }
+
+    /// The channels someone listens on.
+    pub(crate) fn channels(&self) -> Vec<String> {
+        self.state().channels.keys().cloned().collect()
     }
 
     /// How many waiters listen on `channel`.
@@ -230,6 +278,31 @@ mod tests {
         assert_eq!(b.next().await, Event::Free);
         notifications.interrupt_all();
         assert_eq!(other.next().await, Event::Interrupted);
+    }
+
+    #[tokio::test]
+    async fn announcements_reach_the_channel_and_parse_strictly() {
+        let notifications = Arc::new(Notifications::default());
+        let mut watcher = notifications.register("w", Some("lock:{s}:leader"), None);
+        notifications.announce("lock:{s}:leader", Announcement::Elected(9));
+        assert_eq!(
+            watcher.next().await,
+            Event::Announced(Announcement::Elected(9))
+        );
+        for announcement in [Announcement::Elected(1), Announcement::Resigned(u64::MAX)] {
+            let payload = announcement.payload();
+            assert_eq!(Announcement::parse(payload.as_bytes()), Some(announcement));
+        }
+        for bad in [
+            &b"elected"[..],
+            b"elected x",
+            b"elected 1 2",
+            b"won 1",
+            b"",
+            b"w 1 2",
+        ] {
+            assert_eq!(Announcement::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

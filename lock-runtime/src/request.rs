@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::Instrument;
@@ -51,6 +52,16 @@ pub struct LockRequest {
     label: Option<Label>,
     /// A semaphore's permits; `None` for a lock.
     permits: Option<u32>,
+    /// Share the lock when the current task already holds it.
+    reentrant: bool,
+}
+
+/// What [`LockRequest::acquire_in`] got.
+enum Acquired {
+    /// The lock, won by this request.
+    Won(LockKeys, Option<Duration>, Won),
+    /// The lock the current task already holds (re-entry).
+    Held(Arc<HeldLock>),
 }
 
 /// [`HeldLock::replicate`], boxed behind `dyn Future` (see `driver::erased`).
@@ -103,6 +114,7 @@ impl LockRequest {
             durable: None,
             label: None,
             permits: None,
+            reentrant: false,
         }
     }
 
@@ -228,6 +240,47 @@ impl LockRequest {
         self
     }
 
+    /// Re-entry: when the current task already holds this lock (taken through this
+    /// locker or a clone of it, and neither released nor lost), the request returns at
+    /// once a guard that shares it instead of waiting for itself: the same key, owner
+    /// token, fencing token and lease. That guard releases nothing (its `release` says
+    /// whether the lock is still held, and the outer guard releases it), and it is lost
+    /// when the outer guard releases the lock; the request's own TTL, renewal and wait do
+    /// not apply, and asking for `fencing` (when the held lock has no token) or `durable`
+    /// is a [`LockError::Config`]. Without `reentrant`, such a request fails at once with
+    /// [`LockError::Reentrant`].
+    ///
+    /// "The current task" is the tokio task that acquired the lock (`tokio::task::id`),
+    /// or, outside any task (the body of `#[tokio::main]`, a `block_on`), the thread
+    /// that drives it. So a task spawned with `tokio::spawn` is another owner (it waits
+    /// for the lock like any other), while branches of one task (`join!`, `select!`)
+    /// are the same owner; and a lock stays its acquiring task's until released or
+    /// lost, even if its guard moves to another task. Only this process knows: another
+    /// process (or another locker on the same server) is another owner. Refused with a
+    /// [`LockError::Config`] for a semaphore, where each acquire is one more permit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::{LockError, Locker};
+    ///
+    /// let locker = Locker::memory();
+    /// let outer = locker.lock("account:7").acquire().await?;
+    /// // Asking again in the same task fails at once rather than waiting for itself ...
+    /// let again = locker.lock("account:7").wait(std::time::Duration::from_secs(30)).acquire().await;
+    /// assert!(matches!(again, Err(LockError::Reentrant { .. })));
+    /// // ... unless re-entry is asked for: the same lock, released by `outer` only.
+    /// let inner = locker.lock("account:7").reentrant().acquire().await?;
+    /// assert_eq!(inner.token(), outer.token());
+    /// assert!(inner.release().await?);
+    /// assert!(locker.is_locked("account:7").await?);
+    /// assert!(outer.release().await?);
+    /// # Ok(()) }
+    /// ```
+    pub fn reentrant(mut self) -> Self {
+        self.reentrant = true;
+        self
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -264,6 +317,13 @@ impl LockRequest {
                 if let Some(why) = backend.semaphore_refusal() {
                     return Err(LockError::Config(format!(
                         "semaphore `{}`: {why}",
+                        self.name
+                    )));
+                }
+                if self.reentrant {
+                    return Err(LockError::Config(format!(
+                        "semaphore `{}`: re-entry is for locks; each acquire of a semaphore \
+                         takes one more permit",
                         self.name
                     )));
                 }
@@ -336,7 +396,19 @@ impl LockRequest {
             .map_or_else(Outcome::of_error, |_| Outcome::Acquired);
         let (meter, waited) = observed.finish(outcome);
         let (keys, renew_every, won) = match acquired {
-            Ok(acquired) => acquired,
+            Ok(Acquired::Won(keys, renew_every, won)) => (keys, renew_every, won),
+            Ok(Acquired::Held(lock)) => {
+                tracing::debug!(
+                    name: "lock.reentered",
+                    target: TARGET,
+                    parent: &span,
+                    {
+                        lock.fencing_token = lock.fence(),
+                    },
+                    "re-entered a lock this task holds"
+                );
+                return Ok(LockGuard::nested(lock));
+            }
             Err(error) => {
                 if outcome == Outcome::Error {
                     tracing::debug!(
@@ -365,6 +437,10 @@ impl LockRequest {
                 meter,
             },
         );
+        // A lock (not a semaphore's permit) is its task's, for re-entry.
+        if lock.keys().permits().is_none() {
+            self.locker.owners().register(&lock);
+        }
         let renewer = self.locker.renewer();
         match (won.needs_claim, renew_every) {
             // Handed over by a release: claim it for its TTL now, in the background.
@@ -394,12 +470,33 @@ impl LockRequest {
         Ok(guard)
     }
 
-    /// Checks the request and acquires the lock per its policy.
-    async fn acquire_in(
-        &self,
-        observed: &Acquisition,
-    ) -> Result<(LockKeys, Option<Duration>, Won), LockError> {
+    /// Checks the request and acquires the lock per its policy (or finds that this task
+    /// holds it already).
+    async fn acquire_in(&self, observed: &Acquisition) -> Result<Acquired, LockError> {
         let (keys, renew_every) = self.validate()?;
+        if keys.permits().is_none()
+            && let Some(held) = self.locker.owners().held_here(&keys)
+        {
+            if self.reentrant {
+                // Sharing cannot give the held lock what it was not taken with.
+                if self.fencing && held.fence().is_none() {
+                    return Err(self.config_error(
+                        "re-entry shares the lock this task holds, which has no fencing token: \
+                         ask for `fencing` where the lock is first taken",
+                    ));
+                }
+                if self.durable.is_some() {
+                    return Err(self.config_error(
+                        "re-entry shares the lock this task holds and cannot make it durable: \
+                         ask for `durable` where the lock is first taken",
+                    ));
+                }
+                return Ok(Acquired::Held(held));
+            }
+            return Err(LockError::Reentrant {
+                name: self.name.clone(),
+            });
+        }
         let token = crate::token::next();
         let won = Acquire {
             backend: self.locker.backend(),
@@ -413,7 +510,7 @@ impl LockRequest {
         }
         .run()
         .await?;
-        Ok((keys, renew_every, won))
+        Ok(Acquired::Won(keys, renew_every, won))
     }
 
     /// Like [`acquire`](Self::acquire), but contention is `Ok(None)`: `None` when another

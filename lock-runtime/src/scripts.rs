@@ -213,6 +213,7 @@ mod tests {
             "leave",
             "won",
             "first_waiter",
+            "first_admitted",
             "prune",
             "join",
             "live_holders",

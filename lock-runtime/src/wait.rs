@@ -456,7 +456,7 @@ impl Acquire<'_> {
         };
         let handoff = match event {
             Event::Handoff(handoff) => handoff,
-            Event::Free => return Woken::Notified("free"),
+            Event::Free | Event::Announced(_) => return Woken::Notified("free"),
             Event::Interrupted => return Woken::Notified("interrupted"),
         };
         let Some(last_busy) = last_busy else {

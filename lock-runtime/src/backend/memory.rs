@@ -185,6 +185,14 @@ impl MemoryBackend {
         })
     }
 
+    pub(crate) fn listen_to(&self, channel: &str, token: &str) -> crate::notify::Registration {
+        self.notifications.register(token, Some(channel), None)
+    }
+
+    pub(crate) fn announce(&self, channel: &str, announcement: crate::notify::Announcement) {
+        self.notifications.announce(channel, announcement);
+    }
+
     pub(crate) async fn acquire_queued(
         &self,
         request: Request<'_>,
@@ -237,13 +245,14 @@ impl MemoryBackend {
             if live == before {
                 return Ok(ReleaseReport::single(false));
             }
-            // A lock goes to its first waiter; a permit to the first waiter that its count
-            // of permits admits.
-            let next = state
-                .queues
-                .get_mut(keys.key())
-                .and_then(|queue| queue.first_waiter(now))
-                .filter(|(_, entry)| keys.permits().is_none() || live < entry.permits as usize);
+            // A lock goes to its first waiter; a permit to the first waiter (within SCAN)
+            // whose count of permits admits it.
+            let next = state.queues.get_mut(keys.key()).and_then(|queue| {
+                if keys.permits().is_none() {
+                    return queue.first_waiter(now);
+                }
+                queue.first_admitted(now, |entry| live < entry.permits as usize)
+            });
             match next {
                 Some((next, entry)) => {
                     state.leave_queue(keys.key(), &next);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::LockError;
 use crate::key::LockKeys;
-use crate::notify::Registration;
+use crate::notify::{Announcement, Registration};
 use crate::queue::{Inbox, QueueSpec};
 
 /// One acquire attempt: set the lock's key to `token` for `ttl` if it is free (with a
@@ -170,6 +170,51 @@ impl Backend {
     /// everything announced to it is heard (so attempt *after* listening).
     pub(crate) async fn listen(&self, keys: &LockKeys, token: &str) -> Result<Listener, LockError> {
         dispatch!(self.listen(keys, token))
+    }
+
+    /// Registers `token` for the announcements on `channel` (a channel of the lock
+    /// `keys`, in its slot): a leader watch.
+    pub(crate) async fn listen_to(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+        token: &str,
+    ) -> Result<Registration, LockError> {
+        match self {
+            Self::Redis(backend) => backend.listen_to(keys, channel, token).await,
+            Self::Memory(backend) => Ok(backend.listen_to(channel, token)),
+            Self::Redlock(_) => Err(LockError::Config(redlock::NO_ANNOUNCEMENTS.into())),
+        }
+    }
+
+    /// Makes sure `channel`, listened to through [`listen_to`](Self::listen_to), is
+    /// subscribed on the current runtime's connection.
+    pub(crate) async fn keep_listening(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+    ) -> Result<(), LockError> {
+        match self {
+            Self::Redis(backend) => backend.keep_listening(keys, channel).await,
+            Self::Memory(_) | Self::Redlock(_) => Ok(()),
+        }
+    }
+
+    /// Publishes `announcement` on `channel` (a channel of the lock `keys`).
+    pub(crate) async fn announce(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+        announcement: Announcement,
+    ) -> Result<(), LockError> {
+        match self {
+            Self::Redis(backend) => backend.announce(keys, channel, announcement).await,
+            Self::Memory(backend) => {
+                backend.announce(channel, announcement);
+                Ok(())
+            }
+            Self::Redlock(_) => Err(LockError::Config(redlock::NO_ANNOUNCEMENTS.into())),
+        }
     }
 
     /// An attempt of a listening waiter: like [`acquire`](Self::acquire), but a busy

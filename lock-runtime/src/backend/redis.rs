@@ -141,6 +141,48 @@ impl RedisBackend {
         })
     }
 
+    pub(crate) async fn listen_to(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+        token: &str,
+    ) -> Result<crate::notify::Registration, LockError> {
+        if self.server.is_shared() {
+            return Err(LockError::Config(format!(
+                "leader `{}`: a watch needs notifications, which the program's own \
+                 connection (Locker::from_connection) delivers to the program, not to the \
+                 locker; watch through a locker that opens its own connections \
+                 (Locker::redis, Locker::from_client)",
+                keys.lock_name()
+            )));
+        }
+        self.server
+            .listen_on(token, channel, keys.lock_name())
+            .await
+    }
+
+    pub(crate) async fn keep_listening(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+    ) -> Result<(), LockError> {
+        self.server.keep_subscribed(channel, keys.lock_name()).await
+    }
+
+    /// `PUBLISH` (one server) or `SPUBLISH` (Cluster: the channel is in the lock's slot,
+    /// so one shard hears it).
+    pub(crate) async fn announce(
+        &self,
+        keys: &LockKeys,
+        channel: &str,
+        announcement: crate::notify::Announcement,
+    ) -> Result<(), LockError> {
+        let mut publish = redis::cmd(if self.cluster { "SPUBLISH" } else { "PUBLISH" });
+        publish.arg(channel).arg(announcement.payload());
+        let _: i64 = self.server.query(&publish, keys.lock_name()).await?;
+        Ok(())
+    }
+
     pub(crate) async fn acquire_queued(
         &self,
         request: Request<'_>,
@@ -228,7 +270,11 @@ impl RedisBackend {
     ) -> Result<(Option<Duration>, u32), LockError> {
         let mut connection = self.server.durable_connection(wait).await?;
         let name = keys.lock_name();
-        let mut invocation = Eval::new(&crate::scripts::EXTEND, 1);
+        let script = match keys.permits() {
+            None => &crate::scripts::EXTEND,
+            Some(_) => &crate::scripts::SEMAPHORE_EXTEND,
+        };
+        let mut invocation = Eval::new(script, 1);
         invocation
             .key(keys.key())
             .arg(token)

@@ -42,6 +42,9 @@ pub(crate) const NO_SEMAPHORE: &str = "a semaphore needs one count of its holder
     would hold 2 permits. Keep semaphores on a single Redis server or a Cluster: \
     `Locker::redis(url)` or `Locker::cluster(urls)`";
 
+pub(crate) const NO_ANNOUNCEMENTS: &str = "Redlock has no single server to announce a leader on: leader election needs epochs \
+     (fencing tokens), which a Redlock quorum cannot issue";
+
 /// The per-server timeout bounds when it is derived from the TTL.
 const MIN_SERVER_TIMEOUT: Duration = Duration::from_millis(5);
 const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(50);

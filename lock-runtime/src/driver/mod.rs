@@ -80,6 +80,8 @@ impl std::fmt::Debug for Server {
 struct Live {
     runtime_id: tokio::runtime::Id,
     runtime: RuntimeAlive,
+    /// Where this connection's background work runs (its runtime, from anywhere).
+    handle: tokio::runtime::Handle,
     commands: Conn,
     /// One server: the client the connections go through (the current master, with
     /// Sentinel).
@@ -235,27 +237,32 @@ impl Server {
         // Boxed: connecting is rare, and its futures (TLS, Cluster, Sentinel) are deep
         // enough to overflow the layout of every future that awaits a command.
         let (commands, client) = erased(self.connect()).await?;
-        let mut lives = self.lives();
-        if let Some(live) = find(&lives) {
-            return Ok(live); // opened by a concurrent first command
-        }
-        lives.retain(|live| live.runtime.is_alive());
-        let live = Arc::new(Live {
-            runtime_id,
-            runtime,
-            commands,
-            client,
-            durable: OnceCell::new(),
-            shards: OnceCell::new(),
-            inbox: OnceCell::new(),
-            channels: tokio::sync::Mutex::default(),
-            ready: OnceCell::new(),
-        });
-        lives.push(live.clone());
-        drop(lives);
+        let live = {
+            let mut lives = self.lives();
+            if let Some(live) = find(&lives) {
+                return Ok(live); // opened by a concurrent first command
+            }
+            lives.retain(|live| live.runtime.is_alive());
+            let live = Arc::new(Live {
+                runtime_id,
+                runtime,
+                handle: tokio::runtime::Handle::current(),
+                commands,
+                client,
+                durable: OnceCell::new(),
+                shards: OnceCell::new(),
+                inbox: OnceCell::new(),
+                channels: tokio::sync::Mutex::default(),
+                ready: OnceCell::new(),
+            });
+            lives.push(live.clone());
+            live
+        };
         if self.notifications.len() > 0 {
-            // A replacement connection (the old one was wedged, or the master moved):
-            // waiters may have missed a release; they try again, and hear the next one.
+            // A replacement connection (the old one was wedged, or the master moved, or
+            // its runtime ended): the channels only the old one carried are subscribed on
+            // this one, and listeners, who may have missed a message, are told to look.
+            self.adopt_channels(&live).await;
             self.notifications.interrupt_all();
         }
         Ok(live)
@@ -446,24 +453,64 @@ impl Server {
         let registration =
             self.notifications
                 .register(token, Some(channel), Some(self.unsubscriber()));
-        let mut channels = live.channels.lock().await;
-        if channels.contains(channel) {
-            return Ok(registration);
-        }
-        let subscribed = match &live.commands {
-            Conn::Single(manager) => manager.clone().subscribe(channel).await,
-            Conn::Cluster(_) => match self.shards(&live).await {
-                Ok(mut shards) => shards.ssubscribe(channel).await,
-                Err(error) => Err(error),
-            },
-        };
-        match subscribed {
-            Ok(()) => {
-                channels.insert(channel.to_owned());
-                Ok(registration)
-            }
+        match self.subscribe(&live, channel).await {
+            Ok(()) => Ok(registration),
             Err(source) => Err(self.error(name, source)),
         }
+    }
+
+    /// Makes sure `channel`, which someone listens on, is subscribed on the current
+    /// runtime's connection (after a runtime switch or a replaced connection). Cheap when
+    /// it is: two mutexes.
+    pub(crate) async fn keep_subscribed(&self, channel: &str, name: &str) -> Result<(), LockError> {
+        let live = self.live().await?;
+        self.subscribe(&live, channel)
+            .await
+            .map_err(|source| self.error(name, source))
+    }
+
+    /// Subscribes `channel` on `live`'s connections, unless it is already.
+    async fn subscribe(&self, live: &Arc<Live>, channel: &str) -> Result<(), RedisError> {
+        let mut channels = live.channels.lock().await;
+        if channels.contains(channel) {
+            return Ok(());
+        }
+        match &live.commands {
+            Conn::Single(manager) => manager.clone().subscribe(channel).await?,
+            Conn::Cluster(_) => self.shards(live).await?.ssubscribe(channel).await?,
+        }
+        channels.insert(channel.to_owned());
+        Ok(())
+    }
+
+    /// Subscribes on the new connection `live` every channel someone listens on that no
+    /// other live connection carries (those of a connection that was replaced, or whose
+    /// runtime ended).
+    async fn adopt_channels(&self, live: &Arc<Live>) {
+        let others: Vec<Arc<Live>> = self
+            .lives()
+            .iter()
+            .filter(|other| !Arc::ptr_eq(other, live) && other.runtime.is_alive())
+            .cloned()
+            .collect();
+        for channel in self.notifications.channels() {
+            let mut carried = false;
+            for other in &others {
+                carried |= other.channels.lock().await.contains(&channel);
+            }
+            if carried {
+                continue;
+            }
+            if let Err(error) = self.subscribe(live, &channel).await {
+                tracing::debug!(name: "lock.resubscribe_failed", target: crate::observe::TARGET, %channel, %error, "subscribing again on a new connection failed; its listeners look at their next timer");
+            }
+        }
+    }
+
+    /// Whether the locker runs on the program's own connection, whose pushes are the
+    /// program's: nothing subscribed there reaches the locker.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.connector, Connector::Shared(_))
     }
 
     /// Unsubscribes a channel from every runtime's connection once its last waiter left
@@ -477,12 +524,13 @@ impl Server {
                 return;
             };
             let lives = lives.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            let channel = channel.to_owned();
-            crate::runtime::spawn(async move {
-                for live in lives.into_iter().filter(|live| live.runtime.is_alive()) {
-                    live.unsubscribe(&channel, &notifications).await;
-                }
-            });
+            // On each connection's own runtime: the last listener may leave from anywhere
+            // (a watch dropped outside any runtime).
+            for live in lives.into_iter().filter(|live| live.runtime.is_alive()) {
+                let (channel, notifications) = (channel.to_owned(), notifications.clone());
+                let handle = live.handle.clone();
+                handle.spawn(async move { live.unsubscribe(&channel, &notifications).await });
+            }
         })
     }
 

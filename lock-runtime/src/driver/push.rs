@@ -6,7 +6,7 @@
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
-use crate::notify::Notifications;
+use crate::notify::{Announcement, Notifications};
 use crate::queue::Handoff;
 
 /// What a connection's push messages go to.
@@ -48,6 +48,9 @@ impl Dispatch {
             self.notifications.free(&String::from_utf8_lossy(channel));
         } else if let Some(handoff) = Handoff::parse(payload) {
             self.notifications.handoff(handoff);
+        } else if let Some(announcement) = Announcement::parse(payload) {
+            let channel = String::from_utf8_lossy(channel);
+            self.notifications.announce(&channel, announcement);
         } else {
             tracing::debug!(
                 name: "lock.malformed_notification",
@@ -101,6 +104,12 @@ mod tests {
         dispatch.push(message(PushKind::Message, "lock:{a}:released", ""));
         assert_eq!(waiter.next().await, Event::Free);
         dispatch.push(message(PushKind::Message, "inbox", "garbage"));
+        let mut watcher = notifications.register("v", Some("lock:{a}:leader"), None);
+        dispatch.push(message(PushKind::SMessage, "lock:{a}:leader", "elected 12"));
+        assert_eq!(
+            watcher.next().await,
+            Event::Announced(crate::notify::Announcement::Elected(12))
+        );
         dispatch.push(PushInfo {
             kind: PushKind::SUnsubscribe,
             data: vec![

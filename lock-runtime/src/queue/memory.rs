@@ -81,6 +81,33 @@ impl Queue {
         (entry.alive_until > now).then(|| (token.clone(), entry))
     }
 
+    /// A semaphore's: the first live waiter within [`SCAN`] entries that `admits`, left in
+    /// the queue (the dead ones met are removed); `first_admitted` in `queue.lua`.
+    pub(crate) fn first_admitted(
+        &mut self,
+        now: Instant,
+        admits: impl Fn(&Entry) -> bool,
+    ) -> Option<(Arc<str>, Entry)> {
+        self.prune(now);
+        let mut dead = Vec::new();
+        let mut found = None;
+        for token in self.order.values().take(SCAN) {
+            let Some(entry) = self.entries.get(token) else {
+                continue;
+            };
+            if entry.alive_until <= now {
+                dead.push(token.clone());
+            } else if admits(entry) {
+                found = Some((token.clone(), *entry));
+                break;
+            }
+        }
+        for token in dead {
+            self.leave(&token);
+        }
+        found
+    }
+
     /// Takes the first live waiter out of the queue (see [`first_waiter`](Self::first_waiter)).
     #[cfg(test)]
     pub(crate) fn next_waiter(&mut self, now: Instant) -> Option<(Arc<str>, Entry)> {

@@ -38,9 +38,9 @@
 //! `semaphore_release.lua`, with the leases kept by `scripts/semaphore.lua`): its key is
 //! a sorted set of owner tokens scored by lease end, an attempt takes a permit while
 //! fewer leases than its count of permits are live (or when one was handed to it), and a
-//! release hands its permit to the first live waiter if that waiter's count admits it
-//! (otherwise the permit is just freed, and the waiter is not told). A waiter's entry
-//! carries its count of permits; a lock's entries carry 0.
+//! release hands its permit to the first live waiter, within the first 16 entries, whose
+//! count admits it (with none, the permit is just freed). A waiter's entry carries its
+//! count of permits; a lock's entries carry 0.
 //!
 //! # Bounds
 //!

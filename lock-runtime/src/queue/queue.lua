@@ -29,6 +29,17 @@ local function prune(queue, waiting, now)
   end
 end
 
+-- An entry's fields: alive-until (us), claim (ms), fencing, permits, notify, channel; nil
+-- when malformed.
+local function fields(entry)
+  local alive, claim, fencing, permits, notify, channel =
+    string.match(entry or '', '^(%d+):(%d+):([01]):(%d+):([ps]):(.+)$')
+  if alive then
+    return tonumber(alive), claim, fencing, tonumber(permits), notify, channel
+  end
+  return nil
+end
+
 -- The first live waiter's token and entry fields, left in the queue (dead entries before
 -- it, at most SCAN, are removed); nil when there is none within SCAN.
 local function first_waiter(queue, waiting, now)
@@ -37,11 +48,26 @@ local function first_waiter(queue, waiting, now)
   if not head then
     return nil
   end
-  local entry = redis.call('HGET', waiting, head) or ''
-  local alive, claim, fencing, permits, notify, channel =
-    string.match(entry, '^(%d+):(%d+):([01]):(%d+):([ps]):(.+)$')
-  if alive and tonumber(alive) > now then
-    return head, claim, fencing, tonumber(permits), notify, channel
+  local alive, claim, fencing, permits, notify, channel = fields(redis.call('HGET', waiting, head))
+  if alive and alive > now then
+    return head, claim, fencing, permits, notify, channel
+  end
+  return nil
+end
+
+-- A semaphore's: the first live waiter within SCAN entries whose count of permits admits
+-- one more holder than the `live` ones, left in the queue (dead entries met are removed);
+-- nil when there is none.
+local function first_admitted(queue, waiting, now, live)
+  prune(queue, waiting, now)
+  for _, token in ipairs(redis.call('ZRANGE', queue, 0, SCAN - 1)) do
+    local alive, claim, fencing, permits, notify, channel =
+      fields(redis.call('HGET', waiting, token))
+    if not alive or alive <= now then
+      leave(queue, waiting, token)
+    elseif live < permits then
+      return token, claim, fencing, notify, channel
+    end
   end
   return nil
 end

@@ -1,7 +1,7 @@
 
 -- Release a permit if, and only if, the caller holds one: hand it to the first live
--- waiter if that waiter's count of permits admits it (its lease then lasts its claim
--- window, with its fencing token, and it is told on its channel). A waiter that gives up
+-- waiter (within SCAN entries) whose count of permits admits it (its lease then lasts its
+-- claim window, with its fencing token, and it is told on its channel). A waiter that gives up
 -- calls this too: it leaves the queue, and passes on a permit handed to it meanwhile.
 -- KEYS[1] holders, KEYS[2] fencing token, KEYS[3] queue, KEYS[4] waiting
 -- ARGV[1] owner token
@@ -14,8 +14,8 @@ if not held then
   return 0
 end
 local live = live_holders(KEYS[1], now)
-local head, claim, fencing, permits, notify, channel = first_waiter(KEYS[3], KEYS[4], now)
-if head and live < permits then
+local head, claim, fencing, notify, channel = first_admitted(KEYS[3], KEYS[4], now, live)
+if head then
   leave(KEYS[3], KEYS[4], head)
   -- pcall: out of memory, the permit is freed instead of handed over (the waiter's next
   -- attempt takes it), so a release never fails.

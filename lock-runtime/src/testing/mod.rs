@@ -63,6 +63,28 @@ fn free_port() -> io::Result<u16> {
         .port())
 }
 
+/// A watchdog for the server `server` started by this process, in its scratch `dir`: a
+/// small shell process that, if this process dies without stopping the server (SIGKILL,
+/// `exit`, an abort), kills the server (by its PID) and removes the directory. So a test
+/// binary or demo killed mid-run leaves no `redis-server` behind. It exits by itself
+/// when the server stops; stopping the server also kills it.
+fn watchdog(server: u32, dir: &std::path::Path) -> io::Result<std::process::Child> {
+    const WATCH: &str = r#"while kill -0 "$0" 2>/dev/null && kill -0 "$1" 2>/dev/null; do
+  sleep 0.2
+done
+if ! kill -0 "$0" 2>/dev/null; then kill -9 "$1" 2>/dev/null; rm -rf "$2"; fi"#;
+    Command::new("sh")
+        .arg("-c")
+        .arg(WATCH)
+        .arg(std::process::id().to_string())
+        .arg(server.to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 /// Sends `signal` (`STOP`, `CONT`, …) to `pid` with kill(1): no `unsafe` needed.
 fn signal(pid: u32, signal: &str) -> io::Result<()> {
     let status = Command::new("kill")

@@ -40,6 +40,8 @@ const PORT_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
+    /// Kills the server if this process dies without stopping it.
+    watchdog: Option<Child>,
     port: u16,
     bus_port: Option<u16>,
     dir: PathBuf,
@@ -124,6 +126,7 @@ impl RedisServerBuilder {
         };
         let mut server = RedisServer {
             child: None,
+            watchdog: None,
             port: 0,
             bus_port: None,
             dir: scratch_dir(kind)?,
@@ -226,6 +229,7 @@ impl RedisServer {
                 error
             }
         })?;
+        self.watchdog = Some(super::watchdog(child.id(), &self.dir)?);
         self.child = Some(child);
         self.paused.store(false, Ordering::SeqCst);
         self.wait_ready()
@@ -243,6 +247,10 @@ impl RedisServer {
             };
             if exited {
                 self.child = None;
+                if let Some(mut watchdog) = self.watchdog.take() {
+                    let _ = watchdog.kill();
+                    let _ = watchdog.wait();
+                }
                 let log = self.log_file();
                 let own = log.get(self.log_start..).unwrap_or(&log);
                 let kind = if own.contains("Address already in use") {
@@ -358,6 +366,10 @@ impl RedisServer {
 
     /// Kills the server with SIGKILL (a crash: no shutdown, no persistence) and reaps it.
     pub fn stop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

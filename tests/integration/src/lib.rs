@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lock_runtime::Locker;
+
+pub mod proxy;
 use lock_runtime::testing::{RedisCluster, RedisServer, ValkeyServer};
 
 /// A locker on a fresh backend; keeps its `redis-server` (if any) alive and prints its log
@@ -82,6 +84,24 @@ impl Fixture {
     /// The server's URL (panics unless the fixture is one server).
     pub fn url(&self) -> String {
         self.server.as_ref().expect("a Redis fixture").url()
+    }
+
+    /// Takes the lock `name` in another task: another owner than the calling task, as
+    /// another instance would be (the calling task asking for a lock it holds would be
+    /// re-entry: `LockError::Reentrant`).
+    pub async fn hold_elsewhere(&self, name: &str) -> lock_runtime::LockGuard {
+        tokio::spawn(self.locker.lock(name).acquire())
+            .await
+            .expect("the holding task")
+            .expect("the lock is free")
+    }
+
+    /// Takes a permit of the semaphore `name` (`permits` of them) in another task.
+    pub async fn hold_elsewhere_permit(&self, name: &str, permits: u32) -> lock_runtime::LockGuard {
+        tokio::spawn(self.locker.semaphore(name, permits).acquire())
+            .await
+            .expect("the holding task")
+            .expect("a free permit")
     }
 
     /// Every key stored on the server (on each node of a cluster), sorted; `None` for the

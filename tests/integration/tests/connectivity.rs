@@ -263,6 +263,22 @@ async fn durable_acquires_wait_for_the_replica() {
         "the replica does not have it"
     );
     assert!(guard.release().await.unwrap());
+    // A semaphore's permit too (found by review: it ran the lock's script on the set).
+    let permit = locker
+        .semaphore("durable", 2)
+        .durable(1, Duration::from_secs(2))
+        .acquire()
+        .await
+        .unwrap();
+    let on_replica: Option<f64> = group.servers()[replica]
+        .query(
+            redis::cmd("ZSCORE")
+                .arg("lock:{durable}:sem")
+                .arg(permit.token()),
+        )
+        .unwrap();
+    assert!(on_replica.is_some(), "the replica does not have the permit");
+    assert!(permit.release().await.unwrap());
 
     group.servers()[replica].pause().unwrap();
     let started = Instant::now();

@@ -67,7 +67,7 @@ async fn acquire_release_and_inspect(fx: Fixture) {
 
 async fn second_owner_is_refused_until_release(fx: Fixture) {
     let other = fx.another_locker();
-    let guard = fx.locker.lock("refuse").acquire().await.unwrap();
+    let guard = fx.hold_elsewhere("refuse").await;
     let err = other.lock("refuse").acquire().await.unwrap_err();
     match &err {
         LockError::Busy { name, .. } => assert_eq!(name, "refuse"),
@@ -85,13 +85,7 @@ async fn second_owner_is_refused_until_release(fx: Fixture) {
 }
 
 async fn try_acquire_maps_contention_to_none(fx: Fixture) {
-    let guard = fx
-        .locker
-        .lock("try")
-        .try_acquire()
-        .await
-        .unwrap()
-        .expect("free lock");
+    let guard = fx.hold_elsewhere("try").await;
     assert!(
         fx.another_locker()
             .lock("try")
@@ -352,7 +346,7 @@ async fn a_waiter_that_leaves_the_queue_does_not_hold_up_the_next(fx: Fixture) {
 }
 
 async fn wait_times_out_with_how_long_it_waited(fx: Fixture) {
-    let _holder = fx.locker.lock("timeout").acquire().await.unwrap();
+    let _holder = fx.hold_elsewhere("timeout").await;
     let err = fx
         .another_locker()
         .lock("timeout")
@@ -370,7 +364,7 @@ async fn wait_times_out_with_how_long_it_waited(fx: Fixture) {
 }
 
 async fn retry_policy_gives_up_after_its_tries(fx: Fixture) {
-    let holder = fx.locker.lock("retry").acquire().await.unwrap();
+    let holder = fx.hold_elsewhere("retry").await;
     let started = std::time::Instant::now();
     let err = fx
         .another_locker()

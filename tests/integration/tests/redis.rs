@@ -589,8 +589,8 @@ fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            // The connection of the first runtime died with it; the connection manager
-            // reconnects on the next command (see the note on runtimes in the README).
+            // The connection of the first runtime died with it; this runtime gets its own
+            // (see "Runtimes and shutdown" in the crate docs).
             let reconnected = eventually(Duration::from_secs(5), || async {
                 locker.ping().await.is_ok()
             })
@@ -613,20 +613,22 @@ fn renewal_restarts_when_the_runtime_of_its_first_use_is_gone() {
     hold("second-runtime");
 }
 
-/// Under load, concurrent acquires and releases are combined into script calls: each one
-/// still means what it says, and acquires whose callers go away leave no lock behind.
+/// Under load, concurrent acquires and releases pipelined on one connection each still
+/// mean what they say, and acquires whose callers go away leave no lock behind (an
+/// earlier version combined them into script calls, and tied their fates together).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_acquires_and_releases_keep_their_meaning() {
     let fx = Fixture::redis();
     let mut tasks = tokio::task::JoinSet::new();
+    let other = fx.another_locker();
     for task in 0..64 {
-        let locker = fx.locker.clone();
+        let (locker, other) = (fx.locker.clone(), other.clone());
         tasks.spawn(async move {
             for round in 0..30 {
                 let name = format!("combined:{task}");
                 let guard = locker.lock(&name).acquire().await.unwrap();
                 assert!(
-                    locker.lock(&name).try_acquire().await.unwrap().is_none(),
+                    other.lock(&name).try_acquire().await.unwrap().is_none(),
                     "task {task}, round {round}: a held lock was acquired twice"
                 );
                 assert!(guard.release().await.unwrap());

@@ -20,6 +20,7 @@ contract!(
     fencing_tokens_grow_across_permits,
     never_more_holders_than_permits_32_tasks,
     changing_the_permits_of_a_held_semaphore,
+    a_released_permit_goes_to_the_first_waiter_it_admits,
     a_thousand_contended_cycles_leave_nothing_behind,
     bad_semaphore_input_is_a_config_error,
 );
@@ -276,6 +277,53 @@ async fn changing_the_permits_of_a_held_semaphore(fx: Fixture) {
     for guard in four.into_iter().chain(more).chain([under_two]) {
         assert!(guard.release().await.unwrap());
     }
+}
+
+/// Found by review: a release looked at the first waiter only; when its count did not
+/// admit it, the permit was just freed, newcomers took it, and admitted waiters behind
+/// waited for their next poll.
+async fn a_released_permit_goes_to_the_first_waiter_it_admits(fx: Fixture) {
+    let locker = &fx.locker;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(fx.hold_elsewhere_permit("mixed", 3).await);
+    }
+    // First in line: a count of 1, not admitted while any permit is held.
+    let strict = tokio::spawn(
+        locker
+            .semaphore("mixed", 1)
+            .wait(Duration::from_secs(20))
+            .acquire(),
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let admitted = tokio::spawn(
+        locker
+            .semaphore("mixed", 3)
+            .wait(Duration::from_secs(20))
+            .acquire(),
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(held.pop().unwrap().release().await.unwrap());
+    // The permit went to the admitted waiter, not to whoever asks next.
+    let newcomer = tokio::spawn(locker.semaphore("mixed", 3).try_acquire());
+    assert!(
+        newcomer.await.unwrap().unwrap().is_none(),
+        "a newcomer took it"
+    );
+    let handed = tokio::time::timeout(Duration::from_millis(500), admitted)
+        .await
+        .expect("handed over, not found at the next poll (1 s)")
+        .unwrap()
+        .unwrap();
+    assert!(handed.release().await.unwrap());
+    for guard in held {
+        assert!(guard.release().await.unwrap());
+    }
+    let strict = strict
+        .await
+        .unwrap()
+        .expect("admitted once the others left");
+    assert!(strict.release().await.unwrap());
 }
 
 async fn a_thousand_contended_cycles_leave_nothing_behind(fx: Fixture) {

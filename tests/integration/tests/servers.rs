@@ -13,13 +13,22 @@ use lock_tests_integration::{raw_connection, replicated};
 use redis::AsyncCommands;
 use redis::cluster_async::ClusterConnection;
 
-/// Whether a process with `pid` still exists.
+/// Whether a process with `pid` still runs (a zombie, dead but not yet reaped by an
+/// init that reaps slowly, does not).
 fn alive(pid: u32) -> bool {
-    Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state == 'Z')
+        })
+        .unwrap_or(false);
+    !zombie
+        && Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
 }
 
 fn timed<T>(what: &str, start: impl FnOnce() -> std::io::Result<T>) -> T {
@@ -111,6 +120,31 @@ fn a_server_that_does_not_start_reports_its_log() {
     let message = err.to_string();
     assert!(message.contains("exited at start"), "{message}");
     assert!(message.contains("maxmemory-policy"), "{message}");
+}
+
+#[test]
+fn a_test_binary_killed_mid_run_leaves_no_server_behind() {
+    let mut worker = lock_tests_integration::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_lock-worker"))
+            .arg("serve")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let line = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(worker.read_line());
+    let pid: u32 = line.trim().strip_prefix("PID ").unwrap().parse().unwrap();
+    assert!(alive(pid));
+    drop(worker); // SIGKILL: no destructor runs in it
+    let started = Instant::now();
+    while alive(pid) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !alive(pid),
+        "redis-server {pid} outlived the process that started it"
+    );
 }
 
 #[test]

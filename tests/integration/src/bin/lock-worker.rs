@@ -30,11 +30,24 @@
 //! `lock-worker sem-hold <url> <name> <permits> <ttl-ms>`: takes a permit with that TTL,
 //! renewed, prints `ACQUIRED`, and sleeps until killed.
 //!
+//! `lock-worker leader <url> <election> <ttl-ms> <store-url>`: campaigns for the
+//! leadership, and while it leads, writes its epoch every 5 ms to the fenced store at
+//! `<store-url>` (a script that rejects epochs older than the newest it accepted and logs
+//! every write as `<epoch> <pid> <sent-us> <valid-until-us> <accepted>` in the list
+//! `writes`; times are this machine's wall clock in microseconds). Prints
+//! `ELECTED <epoch> <us>`, `LOST <epoch> <us>` and `RESIGNED <epoch> <us>` (the time
+//! `resign` was called), campaigning again after each; a line `resign` on stdin resigns.
+//!
+//! `lock-worker serve`: starts a private `redis-server`, prints `PID <its pid>`, and
+//! sleeps until killed (a test binary killed mid-run).
+//!
 //! `lock-worker abandon <url> <lock> <waiters> <poll-ms>`: starts that many waiters on the
 //! lock (poll interval `<poll-ms>`), and sleeps until killed: killed, they leave their
 //! queue entries behind, as crashed instances do.
 
 use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt as _;
 
 use lock_runtime::{LockError, Locker, distributed_lock};
 use lock_tests_integration::Counter;
@@ -59,6 +72,25 @@ static COUNT_IN: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|
          return inside",
     )
 });
+
+/// A store that rejects writes with an epoch older than the newest it accepted, and logs
+/// every write with whether it was accepted.
+static FENCED_WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local accepted = tonumber(ARGV[1]) >= tonumber(redis.call('GET', KEYS[1]) or '0')
+         if accepted then redis.call('SET', KEYS[1], ARGV[1]) end
+         redis.call('RPUSH', KEYS[2], ARGV[2] .. (accepted and ' 1' or ' 0'))
+         return accepted and 1 or 0",
+    )
+});
+
+/// This machine's wall clock in microseconds (comparable across its processes).
+fn wall_us() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -179,6 +211,68 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
             println!("ACQUIRED");
             std::future::pending::<()>().await;
+            Ok(())
+        }
+        ["leader", url, election, ttl_ms, store] => {
+            let locker = Locker::redis(url)?;
+            let ttl = Duration::from_millis(ttl_ms.parse()?);
+            let mut store = lock_tests_integration::raw_connection(store).await;
+            let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            let mut stdin_open = true;
+            loop {
+                let leadership = locker.leader(*election).ttl(ttl).await?;
+                let epoch = leadership.epoch();
+                println!("ELECTED {epoch} {}", wall_us());
+                let lost = leadership.lost();
+                tokio::pin!(lost);
+                loop {
+                    tokio::select! {
+                        () = &mut lost => {
+                            println!("LOST {epoch} {}", wall_us());
+                            break;
+                        }
+                        command = commands.next_line(), if stdin_open => {
+                            let command = command?;
+                            stdin_open = command.is_some();
+                            if command.as_deref() == Some("resign") {
+                                let at = wall_us();
+                                leadership.resign().await?;
+                                println!("RESIGNED {epoch} {at}");
+                                break;
+                            }
+                        }
+                        () = tokio::time::sleep(Duration::from_millis(5)) => {
+                            // The check every act of leadership makes, then the act.
+                            let sent = wall_us();
+                            let left = leadership.remaining();
+                            if left.is_zero() {
+                                println!("LOST {epoch} {}", wall_us());
+                                break;
+                            }
+                            let until = sent + u64::try_from(left.as_micros())?;
+                            let entry = format!("{epoch} {} {sent} {until}", std::process::id());
+                            // A write cut short by a pause (its response timed out) is
+                            // just not logged; the store decides on those it sees.
+                            let written: redis::RedisResult<i64> = FENCED_WRITE
+                                .key("epoch")
+                                .key("writes")
+                                .arg(epoch)
+                                .arg(entry)
+                                .invoke_async(&mut store)
+                                .await;
+                            if let Err(error) = written {
+                                eprintln!("store write failed: {error}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ["serve"] => {
+            let server = lock_runtime::testing::RedisServer::start()?;
+            println!("PID {}", server.pid().ok_or("no pid")?);
+            std::future::pending::<()>().await;
+            drop(server);
             Ok(())
         }
         ["abandon", url, lock, waiters, poll_ms] => {

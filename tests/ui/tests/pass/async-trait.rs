@@ -41,6 +41,12 @@ impl Local for Worker {
     }
 }
 
+/// Takes `name` in another task: another owner, as another instance would be (a lock
+/// this task held would be re-entry, `LockError::Reentrant`).
+async fn held_elsewhere(locker: &Locker, name: &'static str) -> lock_runtime::LockGuard {
+    tokio::spawn(locker.lock(name).acquire()).await.unwrap().unwrap()
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let locker = Locker::memory();
@@ -50,9 +56,9 @@ async fn main() {
     };
     let jobs: &dyn Jobs = &worker;
     assert_eq!(jobs.run(7).await.unwrap(), "job:w:7");
-    let _held = locker.lock("job:w:7").acquire().await.unwrap();
+    let _held = held_elsewhere(&locker, "job:w:7").await;
     assert!(matches!(jobs.run(7).await, Err(LockError::Busy { .. })));
-    let _tick = locker.lock("tick:w").acquire().await.unwrap();
+    let _tick = held_elsewhere(&locker, "tick:w").await;
     jobs.tick().await;
     assert_eq!(worker.local().await.unwrap(), 1);
 }

@@ -39,6 +39,12 @@ async fn generic<R: Default + From<u8>>() -> R {
     R::from(4)
 }
 
+/// Takes `name` in another task: another owner, as another instance would be (a lock
+/// this task held would be re-entry, `LockError::Reentrant`).
+async fn held_elsewhere(locker: &Locker, name: &'static str) -> lock_runtime::LockGuard {
+    tokio::spawn(locker.lock(name).acquire()).await.unwrap().unwrap()
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let locker = Locker::memory();
@@ -48,10 +54,10 @@ async fn main() {
     assert_eq!(struct_named_result().await, JobResult { rows: 3 });
     assert_eq!(generic::<u32>().await, 4);
     let _held = [
-        locker.lock("alias:plain").acquire().await.unwrap(),
-        locker.lock("alias:skip").acquire().await.unwrap(),
-        locker.lock("struct:skip").acquire().await.unwrap(),
-        locker.lock("generic:skip").acquire().await.unwrap(),
+        held_elsewhere(&locker, "alias:plain").await,
+        held_elsewhere(&locker, "alias:skip").await,
+        held_elsewhere(&locker, "struct:skip").await,
+        held_elsewhere(&locker, "generic:skip").await,
     ];
     assert!(matches!(alias().await, Err(AppError(LockError::Busy { .. }))));
     assert_eq!(alias_skip().await.unwrap(), 0);

@@ -3,9 +3,11 @@
 //! Every operation goes to all servers at once, each bounded by a per-server timeout, and
 //! needs a quorum (`N / 2 + 1`) of agreeing answers. An acquire counts as won only if the
 //! quorum granted it and time is left of the TTL after the round trip and a drift margin;
-//! otherwise what was granted is released everywhere. It returns as soon as a quorum
-//! granted (the slower servers' answers are not awaited: their keys are this owner's, and
-//! every other operation reaches every server). Each attempt uses a fresh owner
+//! otherwise what was granted is released everywhere. Once every server's connection on
+//! the runtime is up, it returns as soon as a quorum granted (the slower servers' SETs
+//! were sent and still land: their keys are this owner's, and every other operation
+//! reaches every server); before that, it waits for every answer, so that no server is
+//! left without the key. Each attempt uses a fresh owner
 //! token, so a late clean-up of a failed attempt cannot delete what a later one won. The
 //! decisions from the servers' answers are pure functions, tested below.
 
@@ -164,9 +166,11 @@ impl Redlock {
     }
 
     /// [`on_all`](Self::on_all), returning as soon as `enough` holds of the answers so far
-    /// (in the order they came). The operations not answered by then are dropped: each was
-    /// sent when first polled, which every one was, so it still runs on its server, in
-    /// order with whatever this runtime sends that server next.
+    /// (in the order they came). The operations not answered by then are dropped. On a
+    /// connection that is up, each was sent when first polled (redis-rs queues it to the
+    /// connection's writer), which every one was, so it still runs on its server, in order
+    /// with whatever this runtime sends that server next; on a connection still being
+    /// made it was not sent at all, so callers stop early only when every connection is up.
     async fn on_all_until<'a, T, F, Fut>(
         &'a self,
         limit: Option<Duration>,
@@ -223,12 +227,16 @@ impl Redlock {
         } = request;
         let limit = self.timeout_for(ttl);
         let started = Instant::now();
-        // Won once a quorum granted: the validity counts from then.
+        // Won once a quorum granted: the validity counts from then. Only when every
+        // server's connection on this runtime is up: a SET still waiting for its
+        // connection is not sent yet, and dropping it would leave that server without
+        // the key (a lock held on a bare quorum, lost at the next server's death).
+        let connected = self.servers.iter().all(Server::answered_before);
         let won = |answers: &[Answer<(bool, Remaining)>]| {
             let granted = answers
                 .iter()
                 .filter(|answer| matches!(answer, Ok((true, _))));
-            granted.count() >= self.quorum()
+            connected && granted.count() >= self.quorum()
         };
         let answers = self
             .on_all_until(

@@ -388,7 +388,7 @@ pub enum LeaderState {
 /// gone (the runtime it ran on ended, a failover replaced it), the next
 /// [`changed`](Self::changed) listens on the new one and looks once, so it misses no
 /// election. A watch needs the locker's own connections: on a locker built
-/// [`from_connection`](crate::LockerBuilder::from_connection) it is a
+/// [`from_connection`](crate::Locker::from_connection) it is a
 /// [`LockError::Config`] that says so.
 ///
 /// ```

@@ -3,21 +3,19 @@
 //! Every operation goes to all servers at once, each bounded by a per-server timeout, and
 //! needs a quorum (`N / 2 + 1`) of agreeing answers. An acquire counts as won only if the
 //! quorum granted it and time is left of the TTL after the round trip and a drift margin;
-//! otherwise what was granted is released everywhere. Once every server's connection on
-//! the runtime is up, it returns as soon as a quorum granted (the slower servers' SETs
-//! were sent and still land: their keys are this owner's, and every other operation
-//! reaches every server); before that, it waits for every answer, so that no server is
-//! left without the key. Each attempt uses a fresh owner
-//! token, so a late clean-up of a failed attempt cannot delete what a later one won. The
-//! decisions from the servers' answers are pure functions, tested below.
+//! otherwise what was granted is released everywhere. It waits for every server's answer
+//! (each bounded): redis-rs does not send a command whose caller went away before its
+//! connection wrote it, so returning at the quorum could leave slower servers without
+//! the key, a lock held on a bare quorum and lost at the next server's death. Each
+//! attempt uses a fresh owner token, so a late clean-up of a failed attempt cannot delete
+//! what a later one won. The decisions from the servers' answers are pure functions,
+//! tested below.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
-use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::quorum::{
@@ -165,37 +163,6 @@ impl Redlock {
         .await
     }
 
-    /// [`on_all`](Self::on_all), returning as soon as `enough` holds of the answers so far
-    /// (in the order they came). The operations not answered by then are dropped. On a
-    /// connection that is up, each was sent when first polled (redis-rs queues it to the
-    /// connection's writer), which every one was, so it still runs on its server, in order
-    /// with whatever this runtime sends that server next; on a connection still being
-    /// made it was not sent at all, so callers stop early only when every connection is up.
-    async fn on_all_until<'a, T, F, Fut>(
-        &'a self,
-        limit: Option<Duration>,
-        operation: F,
-        enough: impl Fn(&[Answer<T>]) -> bool,
-    ) -> Vec<Answer<T>>
-    where
-        F: Fn(&'a Server) -> Fut,
-        Fut: Future<Output = Result<T, LockError>> + 'a,
-    {
-        let mut pending: FuturesUnordered<_> = self
-            .servers
-            .iter()
-            .map(|server| bounded(server, limit, operation(server)))
-            .collect();
-        let mut answers = Vec::with_capacity(self.servers.len());
-        while let Some(answer) = pending.next().await {
-            answers.push(answer);
-            if enough(&answers) {
-                break;
-            }
-        }
-        answers
-    }
-
     fn no_quorum(
         &self,
         keys: Option<&LockKeys>,
@@ -227,23 +194,8 @@ impl Redlock {
         } = request;
         let limit = self.timeout_for(ttl);
         let started = Instant::now();
-        // Won once a quorum granted: the validity counts from then. Only when every
-        // server's connection on this runtime is up: a SET still waiting for its
-        // connection is not sent yet, and dropping it would leave that server without
-        // the key (a lock held on a bare quorum, lost at the next server's death).
-        let connected = self.servers.iter().all(Server::answered_before);
-        let won = |answers: &[Answer<(bool, Remaining)>]| {
-            let granted = answers
-                .iter()
-                .filter(|answer| matches!(answer, Ok((true, _))));
-            connected && granted.count() >= self.quorum()
-        };
         let answers = self
-            .on_all_until(
-                Some(limit),
-                |server| acquire_on(server, keys, token, ttl),
-                won,
-            )
+            .on_all(Some(limit), |server| acquire_on(server, keys, token, ttl))
             .await;
         let elapsed = started.elapsed();
         let (attempts, failures) = split(answers);

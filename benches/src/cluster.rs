@@ -3,14 +3,19 @@
 //! latency, hand-off, and 64-task throughput with keys spread over the three masters. The
 //! cluster's own floor for throughput comes from `redis-benchmark` in the same rounds:
 //! `SET` on random keys with 64 clients, `--cluster` against the masters and plain against
-//! the single server.
+//! the single server. The floor for latency is redis-rs alone in the same rounds: the same
+//! two commands as an uncontended pair (`SET NX PX`, then a compare-and-delete script) on
+//! a multiplexed connection to the single server and on a `ClusterConnection`.
+
+use std::time::Instant;
 
 use lock_runtime::Locker;
 use lock_runtime::testing::RedisCluster;
+use redis::aio::ConnectionLike;
 
 use crate::report::Figure;
 use crate::sides::{Client, Side};
-use crate::stats::{median, micros};
+use crate::stats::{Samples, median, micros};
 use crate::workloads::{
     Bench, HANDOFF_PAUSE, connection, handoff_round, pairs, pings, ratios, throughput_round,
 };
@@ -56,6 +61,12 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     for node in cluster.nodes() {
         stats[1].push(connection(&node.url()).await);
     }
+    let mut bare_single = connection(&bench.url).await;
+    let mut bare_cluster = redis::cluster::ClusterClient::new(cluster.urls())
+        .expect("valid URLs")
+        .get_async_connection()
+        .await
+        .expect("connect to the cluster");
     let master_ports: Vec<u16> = masters.iter().map(|master| master.port).collect();
     let single_port = bench
         .url
@@ -70,6 +81,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     let mut handoff: [Vec<f64>; 2] = Default::default();
     let mut rate: [Vec<f64>; 2] = Default::default();
     let mut floor: [Vec<f64>; 2] = Default::default();
+    let mut bare: [Vec<f64>; 2] = Default::default();
     let (mut rtt_single, mut rtt_master, mut idle_master) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..bench.rounds {
         rtt_single.push(micros(
@@ -92,6 +104,12 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
             let prefix = format!("bench:cl:lat:{round}");
             let samples = pairs(&clients[index], &prefix, per_round).await;
             latency[index].push(micros(samples.percentile(50.0)));
+            let prefix = format!("bench:cl:bare:{round}");
+            let samples = match index {
+                0 => bare_pairs(&mut bare_single, &prefix, per_round).await,
+                _ => bare_pairs(&mut bare_cluster, &prefix, per_round).await,
+            };
+            bare[index].push(micros(samples.percentile(50.0)));
             let samples =
                 handoff_round(&clients[index], &waiters[index], Side::Ours, round, reps).await;
             handoff[index].push(micros(samples.percentile(50.0)));
@@ -137,6 +155,27 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
         )
         .at_most(1.2),
     );
+    for (index, setup) in SETUPS.iter().enumerate() {
+        figures.push(Figure::rounds(
+            "cluster",
+            format!("redis-rs alone, {setup}: SET NX PX + script p50"),
+            &bare[index],
+            "us",
+        ));
+    }
+    let bare_ratio = ratios(&bare[1], &bare[0]);
+    figures.push(Figure::rounds(
+        "cluster",
+        "redis-rs alone: cluster / single (floor, p50)",
+        &bare_ratio,
+        "ratio",
+    ));
+    figures.push(Figure::rounds(
+        "cluster",
+        "ours cluster/single over redis-rs's (p50)",
+        &ratios(&ratios(&latency[1], &latency[0]), &bare_ratio),
+        "ratio",
+    ));
     for (index, setup) in SETUPS.iter().enumerate() {
         figures.push(
             Figure::rounds(
@@ -231,4 +270,39 @@ async fn redis_benchmark(ports: &[u16], bench: &Bench) -> f64 {
         .and_then(|line| line.split(',').nth(1))
         .and_then(|rps| rps.trim_matches('"').parse().ok())
         .unwrap_or(0.0)
+}
+
+/// What an uncontended pair costs redis-rs alone: `SET NX PX` on a fresh key in the lock's
+/// key form, then a compare-and-delete script, `ops` in a row on `connection`.
+async fn bare_pairs(connection: &mut impl ConnectionLike, prefix: &str, ops: u64) -> Samples {
+    let script = redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end \
+         return 0",
+    );
+    let mut samples = Vec::with_capacity(ops as usize);
+    for index in 0..ops {
+        let key = format!("lock:{{{prefix}:{index}}}");
+        let started = Instant::now();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg("owner")
+            .arg("NX")
+            .arg("PX")
+            .arg(30_000)
+            .query_async(connection)
+            .await
+            .expect("SET");
+        let deleted: i64 = script
+            .key(&key)
+            .arg("owner")
+            .invoke_async(connection)
+            .await
+            .expect("the compare-and-delete script");
+        assert!(
+            set.is_some() && deleted == 1,
+            "a fresh key was not taken and freed"
+        );
+        samples.push(started.elapsed());
+    }
+    Samples::new(samples)
 }

@@ -21,6 +21,15 @@ pub(crate) async fn extend(
     by: Duration,
     mode: ExtendMode,
 ) -> Result<Option<Duration>, LockError> {
+    let left: u64 = server
+        .eval(&extend_call(keys, token, by, mode), keys.lock_name())
+        .await?;
+    Ok((left > 0).then(|| millis::reported(left)))
+}
+
+/// The owner-checked extend of a lock or a permit, as one script call: it answers the
+/// remaining milliseconds, 0 when `token` does not own it.
+pub(crate) fn extend_call(keys: &LockKeys, token: &str, by: Duration, mode: ExtendMode) -> Eval {
     let script = match keys.kind() {
         Kind::Lock => &EXTEND,
         Kind::Semaphore { .. } => &SEMAPHORE_EXTEND,
@@ -35,8 +44,7 @@ pub(crate) async fn extend(
             ExtendMode::Add => "add",
             ExtendMode::Set => "set",
         });
-    let left: u64 = server.eval(&invocation, keys.lock_name()).await?;
-    Ok((left > 0).then(|| millis::reported(left)))
+    invocation
 }
 
 /// Renews `batch` (locks of one slot, on Cluster) in calls of at most 500 locks.

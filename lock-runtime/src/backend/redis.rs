@@ -270,17 +270,7 @@ impl RedisBackend {
     ) -> Result<(Option<Duration>, u32), LockError> {
         let mut connection = self.server.durable_connection(wait).await?;
         let name = keys.lock_name();
-        let script = match keys.permits() {
-            None => &crate::scripts::EXTEND,
-            Some(_) => &crate::scripts::SEMAPHORE_EXTEND,
-        };
-        let mut invocation = Eval::new(script, 1);
-        invocation
-            .key(keys.key())
-            .arg(token)
-            .arg(millis::expiry(ttl))
-            .arg("renew");
-        let left: u64 = invocation
+        let left: u64 = ops::extend_call(keys, token, ttl, ExtendMode::Renew)
             .invoke(&mut connection)
             .await
             .map_err(|source| self.server.error(name, source))?;

@@ -20,6 +20,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A runtime on the calling thread only (`#[tokio::test]`'s default flavor).
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 async fn query<T: redis::FromRedisValue>(url: &str, command: &redis::Cmd) -> T {
     let mut redis = raw_connection(url).await;
     command.query_async(&mut redis).await.unwrap()
@@ -696,10 +704,7 @@ fn renewals_belong_to_the_runtime_that_took_the_lock() {
             .unwrap();
         // The first runtime to register a renewal; it ends, or idles, later.
         let first = if first_runtime == "idle" {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
+            current_thread_runtime()
         } else {
             runtime()
         };
@@ -853,10 +858,7 @@ fn flush_finishes_the_releases_of_dropped_guards() {
     let locker = Locker::redis(&server.url()).unwrap();
     for flavor in ["current-thread", "multi-thread"] {
         let short_lived = if flavor == "current-thread" {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
+            current_thread_runtime()
         } else {
             runtime()
         };

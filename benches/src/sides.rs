@@ -1,7 +1,10 @@
 //! The lock libraries measured side by side, behind one interface: ours (`lock_runtime`,
-//! public API only) and the peer, `rslock` (the most used Redis lock crate), on the same
-//! private redis-server.
+//! public API only), the peer, `rslock` (the most used Redis lock crate), and the floor
+//! both stand on, redis-rs alone sending a lock's two commands, on the same private
+//! redis-server.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lock_runtime::{LockGuard, Locker};
@@ -30,6 +33,10 @@ pub(crate) enum Side {
     Rslock,
     /// rslock with a 2 ms retry delay and enough tries not to fail.
     RslockFast,
+    /// No library: redis-rs alone on one multiplexed connection, `SET NX PX` and a
+    /// compare-and-delete script (EVALSHA), the fewest commands an owner-checked lock
+    /// needs on Redis 7. Never waits: the floor of the latency and throughput workloads.
+    Bare,
 }
 
 impl Side {
@@ -38,6 +45,7 @@ impl Side {
             Self::Ours => "ours",
             Self::Rslock => "rslock",
             Self::RslockFast => "rslock 2ms",
+            Self::Bare => "redis-rs alone",
         }
     }
 
@@ -47,6 +55,7 @@ impl Side {
             Self::Ours => "ours",
             Self::Rslock => "peer",
             Self::RslockFast => "peer2ms",
+            Self::Bare => "bare",
         }
     }
 
@@ -69,6 +78,14 @@ impl Side {
                 manager.set_retry(FAST_RETRY_COUNT, FAST_RETRY_DELAY);
                 Client::Rslock(manager)
             }
+            Self::Bare => {
+                let client = redis::Client::open(url).expect("a valid URL");
+                let connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connect (redis-rs alone)");
+                Client::Bare(connection, Arc::default())
+            }
         };
         for index in 0..3 {
             let guard = client
@@ -85,13 +102,29 @@ impl Side {
 pub(crate) enum Client {
     Ours(Locker),
     Rslock(rslock::LockManager),
+    /// redis-rs alone: its connection, and a counter for owner values.
+    Bare(redis::aio::MultiplexedConnection, Arc<AtomicU64>),
 }
 
 /// A held lock of one side.
 pub(crate) enum Guard {
     Ours(LockGuard),
     Rslock(rslock::Lock),
+    Bare {
+        connection: redis::aio::MultiplexedConnection,
+        key: String,
+        owner: String,
+    },
 }
+
+/// The compare-and-delete of redis-rs alone (rslock's unlock script, word for word in
+/// effect).
+static BARE_RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end \
+         return 0",
+    )
+});
 
 impl Client {
     /// Acquires `name`. Without `wait`, a held lock is an error (ours: no waiting; rslock:
@@ -122,6 +155,26 @@ impl Client {
                     .await
                     .expect("lock (rslock)"),
             ),
+            Client::Bare(..) if wait => unreachable!("redis-rs alone never waits"),
+            Client::Bare(connection, owners) => {
+                let mut connection = connection.clone();
+                let owner = format!("o{}", owners.fetch_add(1, Ordering::Relaxed));
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&name)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(PEER_TTL.as_millis() as u64)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("SET (redis-rs alone)");
+                assert!(set.is_some(), "redis-rs alone found {name} held");
+                Guard::Bare {
+                    connection,
+                    key: name,
+                    owner,
+                }
+            }
         }
     }
 }
@@ -134,6 +187,19 @@ impl Guard {
             Guard::Rslock(lock) => {
                 lock.release().await;
                 true
+            }
+            Guard::Bare {
+                mut connection,
+                key,
+                owner,
+            } => {
+                let deleted: i64 = BARE_RELEASE
+                    .key(&key)
+                    .arg(&owner)
+                    .invoke_async(&mut connection)
+                    .await
+                    .expect("compare-and-delete (redis-rs alone)");
+                deleted == 1
             }
         }
     }

@@ -149,9 +149,10 @@ pub(crate) async fn pairs(client: &Client, prefix: &str, ops: u64) -> Samples {
     Samples::new(samples)
 }
 
-/// Workload 1, latency: 1 task, acquire+release on fresh keys, ours and rslock.
+/// Workload 1, latency: 1 task, acquire+release on fresh keys, ours and rslock, and
+/// redis-rs alone sending the same two commands as rslock (the floor).
 pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
-    const SIDES: [Side; 2] = [Side::Ours, Side::Rslock];
+    const SIDES: [Side; 3] = [Side::Ours, Side::Rslock, Side::Bare];
     let mut clients = Vec::new();
     for side in SIDES {
         let client = side.client(&bench.url).await;
@@ -161,7 +162,7 @@ pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
     let mut ping = connection(&bench.url).await;
     let per_round = bench.per_round(bench.ops);
     let mut rtts = Vec::new();
-    let mut results: [Percentiles; 2] = Default::default();
+    let mut results: [Percentiles; 3] = Default::default();
     for round in 0..bench.rounds {
         let pings = pings(&mut ping, per_round, None).await;
         rtts.push(micros(pings.percentile(50.0)));
@@ -182,7 +183,7 @@ pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
         figures.extend(result.figures("latency", side.label(), "acquire+release", rtt));
     }
     figures.push(results[0].over_rtt("latency", &rtts, 2.5));
-    let [ours, theirs] = &results;
+    let [ours, theirs, bare] = &results;
     let p50 = Figure::rounds(
         "latency",
         "ours / rslock p50",
@@ -197,6 +198,14 @@ pub(crate) async fn latency(bench: &Bench) -> Vec<Figure> {
         &ratios(&ours.p99, &theirs.p99),
         "ratio",
     ));
+    for (label, side) in [("ours", ours), ("rslock", theirs)] {
+        figures.push(Figure::rounds(
+            "latency",
+            format!("{label} / redis-rs alone p50 (floor)"),
+            &ratios(&side.p50, &bare.p50),
+            "ratio",
+        ));
+    }
     figures
 }
 
@@ -334,16 +343,17 @@ pub(crate) async fn throughput_round(
     [pairs as f64 / elapsed.as_secs_f64(), client_cpu, server_cpu]
 }
 
-/// Workload 2, throughput: 64 tasks on one client, each on its own keys, ours and rslock.
+/// Workload 2, throughput: 64 tasks on one client, each on its own keys, ours and rslock,
+/// and redis-rs alone sending the same two commands as rslock (the floor).
 pub(crate) async fn throughput(bench: &Bench) -> Vec<Figure> {
-    const SIDES: [Side; 2] = [Side::Ours, Side::Rslock];
+    const SIDES: [Side; 3] = [Side::Ours, Side::Rslock, Side::Bare];
     let mut clients = Vec::new();
     for side in SIDES {
         clients.push(side.client(&bench.url).await);
     }
     let clients = &clients;
     let stats = &mut [connection(&bench.url).await];
-    let mut results = vec![[[0.0; 3]; 2]; bench.rounds];
+    let mut results = vec![[[0.0; 3]; 3]; bench.rounds];
     for (round, result) in results.iter_mut().enumerate() {
         for index in bench.order(round, &SIDES) {
             let prefix = SIDES[index].key(format!("tp:{round}"));
@@ -391,6 +401,14 @@ pub(crate) async fn throughput(bench: &Bench) -> Vec<Figure> {
     );
     let met = ratio.value >= 1.3;
     figures.push(ratio.target(">= 1.3", met));
+    for (index, label) in [(0, "ours"), (1, "rslock")] {
+        figures.push(Figure::rounds(
+            "throughput",
+            format!("{label} / redis-rs alone pairs/s (floor)"),
+            &ratios(&metric(index, 0), &metric(2, 0)),
+            "ratio",
+        ));
+    }
     figures
 }
 
@@ -407,6 +425,22 @@ struct Contention {
     /// Every command Redis executed (including those in scripts), less the section's own
     /// GET and SET.
     commands: f64,
+}
+
+/// The contended workload's section: a GET/SET increment of `counter` (two round trips;
+/// two holders at once would lose increments).
+async fn section(redis: &mut ConnectionManager, counter: &str) {
+    let value: Option<u64> = redis::cmd("GET")
+        .arg(counter)
+        .query_async(redis)
+        .await
+        .expect("GET");
+    let _: () = redis::cmd("SET")
+        .arg(counter)
+        .arg(value.unwrap_or(0) + 1)
+        .query_async(redis)
+        .await
+        .expect("SET");
 }
 
 /// One round of workload 3: `WORKERS` workers, each with its own client and counter
@@ -437,17 +471,7 @@ async fn contended_round(bench: &Bench, side: Side, round: usize) -> Contention 
                 let started = Instant::now();
                 let guard = client.acquire(lock.clone(), true).await;
                 waits.push(started.elapsed());
-                let value: Option<u64> = redis::cmd("GET")
-                    .arg(&counter)
-                    .query_async(&mut redis)
-                    .await
-                    .expect("GET");
-                let _: () = redis::cmd("SET")
-                    .arg(&counter)
-                    .arg(value.unwrap_or(0) + 1)
-                    .query_async(&mut redis)
-                    .await
-                    .expect("SET");
+                section(&mut redis, &counter).await;
                 assert!(guard.release().await, "lost a contended lock");
             }
             waits
@@ -488,14 +512,58 @@ async fn contended_round(bench: &Bench, side: Side, round: usize) -> Contention 
     }
 }
 
+/// The floor of first-come, first-served sections: the same 8 workers and sections as
+/// `contended_round`, with no lock at all, passing a baton round a ring of in-process
+/// channels (a hand-off that costs one wake-up and no message through Redis); sections/s.
+async fn baton_round(bench: &Bench, round: usize) -> f64 {
+    const WORKERS: usize = 8;
+    let counter = format!("bench:baton:counter:{round}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..WORKERS)
+        .map(|_| tokio::sync::mpsc::unbounded_channel::<()>())
+        .unzip();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, mut baton) in receivers.into_iter().enumerate() {
+        let next = senders[(index + 1) % WORKERS].clone();
+        let mut redis = connection(&bench.url).await;
+        let (stop, done, counter) = (stop.clone(), done.clone(), counter.clone());
+        tasks.spawn(async move {
+            while baton.recv().await.is_some() && !stop.load(Ordering::Relaxed) {
+                section(&mut redis, &counter).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                let _ = next.send(());
+            }
+        });
+    }
+    let started = Instant::now();
+    senders[0].send(()).expect("the first worker waits");
+    tokio::time::sleep(bench.duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let sections = done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    drop(senders);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    sections as f64 / elapsed.as_secs_f64()
+}
+
 /// Workload 3, contended: 8 workers on one key; ours (`.wait(..)`), rslock with its
-/// default retry settings and with a 2 ms retry delay.
+/// default retry settings and with a 2 ms retry delay; and the floor of any first-come,
+/// first-served lock on this machine (`baton_round`), before or after them in turn.
 pub(crate) async fn contended(bench: &Bench) -> Vec<Figure> {
     const SIDES: [Side; 3] = [Side::Ours, Side::Rslock, Side::RslockFast];
     let mut results: [Vec<Contention>; 3] = Default::default();
+    let mut batons = Vec::new();
     for round in 0..bench.rounds {
+        if round % 2 == 0 {
+            batons.push(baton_round(bench, round).await);
+        }
         for index in bench.order(round, &SIDES) {
             results[index].push(contended_round(bench, SIDES[index], round).await);
+        }
+        if round % 2 == 1 {
+            batons.push(baton_round(bench, round).await);
         }
     }
     let metric = |side: usize, get: fn(&Contention) -> f64| {
@@ -595,6 +663,20 @@ pub(crate) async fn contended(bench: &Bench) -> Vec<Figure> {
         &ratios(&rate(0), &rate(1)),
         "ratio",
     ));
+    figures.push(Figure::rounds(
+        "contended",
+        "floor: FIFO baton in-process, no lock, sections/s",
+        &batons,
+        "1/s",
+    ));
+    for (index, label) in [(0, "ours"), (2, "rslock 2ms")] {
+        figures.push(Figure::rounds(
+            "contended",
+            format!("{label} / floor sections/s"),
+            &ratios(&rate(index), &batons),
+            "ratio",
+        ));
+    }
     figures
 }
 

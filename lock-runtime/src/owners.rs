@@ -8,13 +8,19 @@
 //! `#[tokio::main]`'s body), the thread that drives it. It stays the owner until the lock
 //! is released or lost, even if its guard moves to another task. Entries are weak and
 //! swept as they go stale (amortized over registrations), so the map holds no more than
-//! about twice the locks held at once.
+//! about twice the locks held at once, plus the emptied maps of at most
+//! [`SPARE_OWNERS`] owners, kept so that a task taking lock after lock does not allocate
+//! its map again after every sweep.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::key::LockKeys;
 use crate::lease::{HeldLock, State};
+
+/// Owners whose maps a sweep leaves in place when they are empty (beyond, empty maps
+/// are dropped): a long-lived task that takes lock after lock keeps its map.
+const SPARE_OWNERS: usize = 256;
 
 /// Who acquired a lock, as far as re-entry goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,9 +75,10 @@ impl Owners {
         let mut held = self.held();
         held.since_sweep += 1;
         if held.since_sweep > 64.max(held.entries / 2) {
+            let keep_empty = held.locks.len() <= SPARE_OWNERS;
             held.locks.retain(|_, locks| {
                 locks.retain(|_, lock| live(lock).is_some());
-                !locks.is_empty()
+                keep_empty || !locks.is_empty()
             });
             held.entries = held.locks.values().map(HashMap::len).sum();
             held.since_sweep = 0;
@@ -90,6 +97,12 @@ impl Owners {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.held().entries
+    }
+
+    /// How many owners have a map (for tests of the sweep).
+    #[cfg(test)]
+    fn owners(&self) -> usize {
+        self.held().locks.len()
     }
 }
 
@@ -115,5 +128,31 @@ mod tests {
             "{again}"
         );
         held.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_maps_of_gone_tasks_are_swept() {
+        let locker = Locker::memory();
+        for index in 0..3_000 {
+            let locker = locker.clone();
+            tokio::spawn(async move {
+                let guard = locker.lock(format!("t:{index}")).acquire().await.unwrap();
+                guard.release().await.unwrap();
+            })
+            .await
+            .unwrap();
+        }
+        // Empty maps are kept for at most SPARE_OWNERS owners, plus the owners that
+        // registered since the last sweep (at most 64 here).
+        let owners = locker.owners().owners();
+        assert!(
+            owners <= super::SPARE_OWNERS + 65,
+            "{owners} owners' maps kept"
+        );
+        assert!(
+            locker.owners().len() <= 65,
+            "{} entries",
+            locker.owners().len()
+        );
     }
 }

@@ -107,8 +107,9 @@ impl RedisBackend {
         }
         // The common case needs no script. The holder's TTL is not asked for: a waiter's
         // next (queued) attempt reports it, and a failing request asks for it.
-        let mut set = redis::cmd("SET");
-        set.arg(keys.key())
+        let mut set = redis::Cmd::with_capacity(6, 64 + keys.key().len() + token.len());
+        set.arg("SET")
+            .arg(keys.key())
             .arg(token)
             .arg("NX")
             .arg("PX")

@@ -106,8 +106,8 @@
 //! | --- | --- | --- | --- |
 //! | `lock:{order:42}` | string | the owner token | the lease (`PX`), renewed by its owner |
 //! | `lock:{order:42}:fence` | string | the last fencing token issued | the TTL of the acquisition that issued it (a hand-off's: its claim window) |
-//! | `lock:{order:42}:queue` | sorted set | the waiters' owner tokens, scored by arrival (server time, µs) | its longest-lived entry |
-//! | `lock:{order:42}:waiting` | hash | owner token -> `alive-until-µs:claim-ms:fencing:permits:p\|s:channel` (permits 0 for a lock) | its longest-lived entry |
+//! | `lock:{order:42}:queue` | sorted set | the waiters' owner tokens, scored by arrival (server time, µs) | its longest-lived entry (at most twice as long) |
+//! | `lock:{order:42}:waiting` | hash | owner token -> `alive-until-µs:claim-ms:fencing:permits:p\|s:channel` (permits 0 for a lock) | the same |
 //! | `lock:{order:42}:released` | channel | Redlock: frees (`PUBLISH`); Cluster: hand-offs (`SPUBLISH`) | subscribed while someone waits |
 //! | `lock:{scheduler}:leader` | channel | leader election: `elected <epoch>`, `resigned <epoch>` | subscribed while a watch lives |
 //! | `lock:inbox:<uuid>` | channel | one server and Sentinel: hand-offs to one locker's waiters (`<prefix>inbox:<uuid>`) | subscribed once per connection |

@@ -45,9 +45,10 @@
 //! # Bounds
 //!
 //! Leaving the queue is `O(log n)`; a release or a queued attempt looks at no more than
-//! 16 entries, removing dead ones it meets; the queue's keys expire with their
-//! longest-lived entry. So a history of abandoned waiters costs bounded work per
-//! operation and no memory once they are gone.
+//! 16 entries, removing dead ones it meets; the queue's keys expire after their
+//! longest-lived entry (at most as long again: an attempt that finds an expiry too short
+//! sets it to twice its entry's lifetime, so most attempts write none). So a history of
+//! abandoned waiters costs bounded work per operation and no memory once they are gone.
 //!
 //! # Trusting a hand-off message
 //!

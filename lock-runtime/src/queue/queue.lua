@@ -43,14 +43,17 @@ end
 -- The first live waiter's token and entry fields, left in the queue (dead entries before
 -- it, at most SCAN, are removed); nil when there is none within SCAN.
 local function first_waiter(queue, waiting, now)
-  prune(queue, waiting, now)
-  local head = redis.call('ZRANGE', queue, 0, 0)[1]
-  if not head then
-    return nil
-  end
-  local alive, claim, fencing, permits, notify, channel = fields(redis.call('HGET', waiting, head))
-  if alive and alive > now then
-    return head, claim, fencing, permits, notify, channel
+  for _ = 1, SCAN do
+    local head = redis.call('ZRANGE', queue, 0, 0)[1]
+    if not head then
+      return nil
+    end
+    local alive, claim, fencing, permits, notify, channel =
+      fields(redis.call('HGET', waiting, head))
+    if alive and alive > now then
+      return head, claim, fencing, permits, notify, channel
+    end
+    leave(queue, waiting, head)
   end
   return nil
 end
@@ -73,18 +76,20 @@ local function first_admitted(queue, waiting, now, live)
 end
 
 -- Adds `token` at the end of the queue, or refreshes its entry keeping its place; its
--- entry is alive for `alive_ms` from now. The queue lives as long as its longest-lived
--- entry, then disappears.
+-- entry is alive for `alive_ms` from now. The queue outlives its longest-lived entry by
+-- at most that entry's `alive_ms` (an expiry found too short is set to twice it, so most
+-- attempts read the two expiries and write neither), then disappears.
 local function join(queue, waiting, token, now, alive_ms, fields)
   local alive = tonumber(alive_ms)
   redis.call('HSET', waiting, token, string.format('%d', now + alive * 1000) .. ':' .. fields)
   redis.call('ZADD', queue, 'NX', now, token)
   prune(queue, waiting, now)
+  -- Each key checked on its own: eviction may drop one of the two.
   if redis.call('PTTL', queue) < alive then
-    redis.call('PEXPIRE', queue, alive)
+    redis.call('PEXPIRE', queue, 2 * alive)
   end
   if redis.call('PTTL', waiting) < alive then
-    redis.call('PEXPIRE', waiting, alive)
+    redis.call('PEXPIRE', waiting, 2 * alive)
   end
 end
 

@@ -6,7 +6,8 @@
 -- KEYS[1] lock key, KEYS[2] fencing token, KEYS[3] queue, KEYS[4] waiting
 -- ARGV[1] owner token
 -- Returns 1 when released, 0 when the key is gone or another owner's.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+-- `holder` comes from release_fast.lua, which runs first.
+if holder ~= ARGV[1] then
   leave(KEYS[3], KEYS[4], ARGV[1])
   return 0
 end

@@ -166,6 +166,75 @@ async fn a_killed_waiter_holds_up_the_queue_for_its_claim_window_only() {
     assert!(guard.release().await.unwrap());
 }
 
+/// A lock's queue keys belong to nobody once its waiters are gone: they expire at most
+/// twice an entry's lifetime (3 poll intervals, 3 s by default) after the last attempt,
+/// also when eviction dropped one of the two while a waiter kept attempting (each key
+/// gets its own expiry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_keys_expire_after_a_killed_waiter_even_when_one_was_evicted() {
+    let fx = Fixture::redis();
+    let mut redis = raw_connection(&fx.url()).await;
+    let holder = fx
+        .locker
+        .lock("queue-life")
+        .ttl(Duration::from_secs(60))
+        .acquire()
+        .await
+        .unwrap();
+    let mut waiter = Command::new(WORKER)
+        .args(["wait", &fx.url(), "queue-life", "60000"])
+        .spawn()
+        .expect("spawn lock-worker");
+    let keys = ["lock:{queue-life}:queue", "lock:{queue-life}:waiting"];
+    let exist = |redis: redis::aio::MultiplexedConnection, key: &'static str| async move {
+        let mut redis = redis;
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async::<u64>(&mut redis)
+            .await
+            .unwrap()
+            == 1
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || exist(redis.clone(), keys[1])).await,
+        "the waiter never joined the queue"
+    );
+    // Evicted, as `allkeys-lru` may: the waiter's next attempt writes the hash again.
+    let () = redis::cmd("DEL")
+        .arg(keys[1])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || exist(redis.clone(), keys[1])).await,
+        "the waiter stopped attempting"
+    );
+    for key in keys {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!((1..=6_000).contains(&pttl), "{key}: PTTL {pttl}");
+    }
+    waiter.kill().unwrap(); // SIGKILL: it cannot leave the queue
+    waiter.wait().unwrap();
+    let killed_at = Instant::now();
+    for key in keys {
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let redis = redis.clone();
+                async move { !exist(redis, key).await }
+            })
+            .await,
+            "{key} outlived the killed waiter by 10 s"
+        );
+    }
+    eprintln!("queue keys gone {:?} after the kill", killed_at.elapsed());
+    // The holder never noticed.
+    assert!(holder.release().await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_renew_keeps_a_short_lock_for_longer_than_its_ttl() {
     let fx = Fixture::redis();

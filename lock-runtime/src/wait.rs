@@ -19,6 +19,7 @@
 //!   busy, queued, woken, handed off, no quorum, timed out; the request counts in
 //!   `lock.waiters` from its first busy attempt on, when it is to wait.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,12 +92,12 @@ pub(crate) struct Won {
 struct Cleanup<'a> {
     backend: &'a Arc<Backend>,
     keys: &'a LockKeys,
-    token: Option<String>,
+    token: Option<Cow<'a, str>>,
 }
 
-impl Cleanup<'_> {
-    fn arm(&mut self, token: &str) {
-        self.token = Some(token.to_owned());
+impl<'a> Cleanup<'a> {
+    fn arm(&mut self, token: Cow<'a, str>) {
+        self.token = Some(token);
     }
 
     fn disarm(&mut self) {
@@ -106,7 +107,7 @@ impl Cleanup<'_> {
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let Some(token) = self.token.take() else {
+        let Some(token) = self.token.take().map(Cow::into_owned) else {
             return;
         };
         let backend = self.backend.clone();
@@ -165,7 +166,7 @@ enum Woken {
     Handoff(Option<Won>, Option<Instant>),
 }
 
-impl Acquire<'_> {
+impl<'a> Acquire<'a> {
     /// Acquires per the policy.
     pub(crate) async fn run(&self) -> Result<Won, LockError> {
         match self.policy {
@@ -193,10 +194,10 @@ impl Acquire<'_> {
         number: u32,
         listener: Option<&Listener>,
         spec: &QueueSpec,
-        cleanup: &mut Cleanup<'_>,
+        cleanup: &mut Cleanup<'a>,
     ) -> Result<Result<Won, (Attempt, Instant)>, LockError> {
         let token = self.backend.attempt_token(self.token, number);
-        cleanup.arm(&token);
+        cleanup.arm(token.clone());
         let sent_at = Instant::now();
         let request = Request {
             keys: self.keys,
@@ -212,7 +213,7 @@ impl Acquire<'_> {
         match attempt {
             Ok(Attempt::Won { fence }) => {
                 cleanup.disarm();
-                Ok(Ok(self.won(token, fence, sent_at)))
+                Ok(Ok(self.won(token.into_owned(), fence, sent_at)))
             }
             Ok(busy) => {
                 if !queued {

@@ -9,6 +9,7 @@ mod quorum;
 pub(crate) mod redis;
 pub(crate) mod redlock;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::LockError;
@@ -351,10 +352,10 @@ impl Backend {
     /// a fresh one per attempt, so a late clean-up of a failed attempt cannot delete what
     /// the next attempt won on a server; the others keep one token (it is the waiter's
     /// place in the queue).
-    pub(crate) fn attempt_token(&self, base: &str, attempt: u32) -> String {
+    pub(crate) fn attempt_token<'a>(&self, base: &'a str, attempt: u32) -> Cow<'a, str> {
         match self {
-            Self::Redlock(_) => format!("{base}.{attempt}"),
-            Self::Redis(_) | Self::Memory(_) => base.to_owned(),
+            Self::Redlock(_) => Cow::Owned(format!("{base}.{attempt}")),
+            Self::Redis(_) | Self::Memory(_) => Cow::Borrowed(base),
         }
     }
 

@@ -3,9 +3,10 @@
 //! latency, hand-off, and 64-task throughput with keys spread over the three masters. The
 //! cluster's own floor for throughput comes from `redis-benchmark` in the same rounds:
 //! `SET` on random keys with 64 clients, `--cluster` against the masters and plain against
-//! the single server. The floor for latency is redis-rs alone in the same rounds: the same
-//! two commands as an uncontended pair (`SET NX PX`, then a compare-and-delete script) on
-//! a multiplexed connection to the single server and on a `ClusterConnection`.
+//! the single server. The floor for latency, and the library's floor for throughput, is
+//! redis-rs alone in the same rounds: the same two commands as an uncontended pair (`SET
+//! NX PX`, then a compare-and-delete script) on a multiplexed connection to the single
+//! server and on a `ClusterConnection`.
 
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use lock_runtime::testing::RedisCluster;
 use redis::aio::ConnectionLike;
 
 use crate::report::Figure;
-use crate::sides::{Client, Side};
+use crate::sides::{BareConnection, Client, Side};
 use crate::stats::{Samples, median, micros};
 use crate::workloads::{
     Bench, HANDOFF_PAUSE, connection, handoff_round, pairs, pings, ratios, throughput_round,
@@ -67,6 +68,22 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
         .get_async_connection()
         .await
         .expect("connect to the cluster");
+    let bare_clients = [
+        Client::Bare(
+            BareConnection::Single(
+                redis::Client::open(bench.url.as_str())
+                    .expect("a valid URL")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connect"),
+            ),
+            Default::default(),
+        ),
+        Client::Bare(
+            BareConnection::Cluster(bare_cluster.clone()),
+            Default::default(),
+        ),
+    ];
     let master_ports: Vec<u16> = masters.iter().map(|master| master.port).collect();
     let single_port = bench
         .url
@@ -81,6 +98,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     let mut handoff: [Vec<f64>; 2] = Default::default();
     let mut rate: [Vec<f64>; 2] = Default::default();
     let mut floor: [Vec<f64>; 2] = Default::default();
+    let mut bare_rate: [Vec<f64>; 2] = Default::default();
     let mut bare: [Vec<f64>; 2] = Default::default();
     let (mut rtt_single, mut rtt_master, mut idle_master) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..bench.rounds {
@@ -117,6 +135,10 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
             let [pairs_per_sec, _, _] =
                 throughput_round(bench, &clients[index], &prefix, &mut stats[index]).await;
             rate[index].push(pairs_per_sec);
+            let prefix = format!("bench:cl:bare-tp:{round}");
+            let [pairs_per_sec, _, _] =
+                throughput_round(bench, &bare_clients[index], &prefix, &mut stats[index]).await;
+            bare_rate[index].push(pairs_per_sec);
             floor[index].push(match index {
                 0 => redis_benchmark(&[single_port], bench).await,
                 _ => redis_benchmark(&master_ports, bench).await,
@@ -231,6 +253,27 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
         "cluster",
         "ours cluster/single over floor's",
         &ratios(&tp_ratio, &floor_ratio),
+        "ratio",
+    ));
+    for (index, setup) in SETUPS.iter().enumerate() {
+        figures.push(Figure::rounds(
+            "cluster",
+            format!("redis-rs alone, {setup}: 64 tasks, pairs/s"),
+            &bare_rate[index],
+            "1/s",
+        ));
+    }
+    let bare_tp_ratio = ratios(&bare_rate[1], &bare_rate[0]);
+    figures.push(Figure::rounds(
+        "cluster",
+        "redis-rs alone: cluster / single pairs/s (library floor)",
+        &bare_tp_ratio,
+        "ratio",
+    ));
+    figures.push(Figure::rounds(
+        "cluster",
+        "ours cluster/single over redis-rs's",
+        &ratios(&tp_ratio, &bare_tp_ratio),
         "ratio",
     ));
     drop(cluster);

@@ -84,7 +84,7 @@ impl Side {
                     .get_multiplexed_async_connection()
                     .await
                     .expect("connect (redis-rs alone)");
-                Client::Bare(connection, Arc::default())
+                Client::Bare(BareConnection::Single(connection), Arc::default())
             }
         };
         for index in 0..3 {
@@ -103,7 +103,45 @@ pub(crate) enum Client {
     Ours(Locker),
     Rslock(rslock::LockManager),
     /// redis-rs alone: its connection, and a counter for owner values.
-    Bare(redis::aio::MultiplexedConnection, Arc<AtomicU64>),
+    Bare(BareConnection, Arc<AtomicU64>),
+}
+
+/// The connection of redis-rs alone: to one server, or to a cluster.
+#[derive(Clone)]
+pub(crate) enum BareConnection {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for BareConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
 }
 
 /// A held lock of one side.
@@ -111,7 +149,7 @@ pub(crate) enum Guard {
     Ours(LockGuard),
     Rslock(rslock::Lock),
     Bare {
-        connection: redis::aio::MultiplexedConnection,
+        connection: BareConnection,
         key: String,
         owner: String,
     },

@@ -41,9 +41,10 @@ local function fields(entry)
 end
 
 -- The first live waiter's token and entry fields, left in the queue (dead entries before
--- it, at most SCAN, are removed); nil when there is none within SCAN.
+-- it, at most SCAN, are removed: it looks at SCAN + 1 entries, as prune and a look at the
+-- head do, and as the memory backend does); nil when there is none among them.
 local function first_waiter(queue, waiting, now)
-  for _ = 1, SCAN do
+  for _ = 0, SCAN do
     local head = redis.call('ZRANGE', queue, 0, 0)[1]
     if not head then
       return nil

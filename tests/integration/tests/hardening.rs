@@ -415,6 +415,75 @@ async fn queue_length(url: &str, key: &str) -> u64 {
     query(url, redis::cmd(command).arg(key)).await
 }
 
+/// A release skips up to 16 dead entries (waiters killed while queued) and hands the lock
+/// to the live waiter behind them with its message, as the memory backend does; it does
+/// not free the lock for whoever comes first while the live waiter sleeps out its poll
+/// interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_hands_over_past_sixteen_dead_waiters() {
+    const DEAD: u32 = 16;
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let locker = Locker::redis(&url).unwrap();
+    let holder = locker.lock("dead16").acquire().await.unwrap();
+    // Waiters queued before the live one and killed: their entries are alive when the
+    // live waiter joins (so its attempt keeps them) and dead when the holder releases.
+    let (seconds, micros): (u64, u64) = query(&url, &redis::cmd("TIME")).await;
+    let alive_until = seconds * 1_000_000 + micros + 1_500_000;
+    for index in 1..=DEAD {
+        let token = format!("dead-{index}");
+        let () = query(
+            &url,
+            redis::cmd("ZADD")
+                .arg("lock:{dead16}:queue")
+                .arg(index)
+                .arg(&token),
+        )
+        .await;
+        let () = query(
+            &url,
+            redis::cmd("HSET")
+                .arg("lock:{dead16}:waiting")
+                .arg(&token)
+                .arg(format!("{alive_until}:2000:0:0:p:nobody")),
+        )
+        .await;
+    }
+    // Polling every 30 s: only the hand-off's message wakes it in time.
+    let waiter = Locker::builder()
+        .poll_interval(Duration::from_secs(30))
+        .redis(&url)
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .lock("dead16")
+            .wait(Duration::from_secs(60))
+            .acquire()
+            .await
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                query::<u64>(&url, redis::cmd("ZCARD").arg("lock:{dead16}:queue")).await
+                    == u64::from(DEAD) + 1
+            }
+        })
+        .await,
+        "the live waiter never queued"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // the 16 entries are dead now
+    assert!(holder.release().await.unwrap());
+    let guard = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the live waiter was not handed the lock")
+        .unwrap()
+        .unwrap();
+    assert!(guard.release().await.unwrap());
+    let left: u64 = query(&url, redis::cmd("ZCARD").arg("lock:{dead16}:queue")).await;
+    assert_eq!(left, 0, "the dead entries stayed");
+}
+
 /// A release walked every dead queue entry
 /// Redis for 402 ms. A release now looks at no more than 16 entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,9 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
             Default::default(),
         ),
     ];
+    for client in &bare_clients {
+        pairs(client, "bench:cl:warmup-bare", 100).await;
+    }
     let master_ports: Vec<u16> = masters.iter().map(|master| master.port).collect();
     let single_port = bench
         .url
@@ -131,14 +134,17 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
             let samples =
                 handoff_round(&clients[index], &waiters[index], Side::Ours, round, reps).await;
             handoff[index].push(micros(samples.percentile(50.0)));
-            let prefix = format!("bench:cl:tp:{round}");
-            let [pairs_per_sec, _, _] =
-                throughput_round(bench, &clients[index], &prefix, &mut stats[index]).await;
-            rate[index].push(pairs_per_sec);
-            let prefix = format!("bench:cl:bare-tp:{round}");
-            let [pairs_per_sec, _, _] =
-                throughput_round(bench, &bare_clients[index], &prefix, &mut stats[index]).await;
-            bare_rate[index].push(pairs_per_sec);
+            // Ours and redis-rs alone, first one then the other in turn.
+            for turn in 0..2 {
+                let (client, rates, what) = match (round + turn) % 2 {
+                    0 => (&clients[index], &mut rate[index], "tp"),
+                    _ => (&bare_clients[index], &mut bare_rate[index], "bare-tp"),
+                };
+                let prefix = format!("bench:cl:{what}:{round}");
+                let [pairs_per_sec, _, _] =
+                    throughput_round(bench, client, &prefix, &mut stats[index]).await;
+                rates.push(pairs_per_sec);
+            }
             floor[index].push(match index {
                 0 => redis_benchmark(&[single_port], bench).await,
                 _ => redis_benchmark(&master_ports, bench).await,

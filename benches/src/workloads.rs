@@ -545,6 +545,11 @@ async fn baton_round(bench: &Bench, round: usize) -> f64 {
     drop(senders);
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    let () = redis::cmd("DEL")
+        .arg(&counter)
+        .query_async(&mut connection(&bench.url).await)
+        .await
+        .expect("DEL");
     sections as f64 / elapsed.as_secs_f64()
 }
 

@@ -87,6 +87,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     for client in &bare_clients {
         pairs(client, "bench:cl:warmup-bare", 100).await;
     }
+    let mut relay = ShardRelay::new(&cluster.urls(), bare_cluster.clone()).await;
     let master_ports: Vec<u16> = masters.iter().map(|master| master.port).collect();
     let single_port = bench
         .url
@@ -104,6 +105,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     let mut bare_rate: [Vec<f64>; 2] = Default::default();
     let mut bare: [Vec<f64>; 2] = Default::default();
     let (mut rtt_single, mut rtt_master, mut idle_master) = (Vec::new(), Vec::new(), Vec::new());
+    let mut relays = Vec::new();
     for round in 0..bench.rounds {
         rtt_single.push(micros(
             pings(&mut ping_single, per_round, None)
@@ -120,6 +122,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
                 .await
                 .percentile(50.0),
         ));
+        relays.push(micros(relay.samples(reps.min(100)).await.percentile(50.0)));
         for offset in 0..SETUPS.len() {
             let index = (round + offset) % SETUPS.len();
             let prefix = format!("bench:cl:lat:{round}");
@@ -230,6 +233,26 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
         &ratios(&handoff[1], &idle_master),
         "ratio",
     ));
+    figures.push(Figure::rounds(
+        "cluster",
+        format!(
+            "floor: SPUBLISH -> ClusterConnection subscriber, after a {HANDOFF_PAUSE:?} pause, p50"
+        ),
+        &relays,
+        "us",
+    ));
+    figures.push(Figure::rounds(
+        "cluster",
+        "floor p50 / idle master PING p50",
+        &ratios(&relays, &idle_master),
+        "ratio",
+    ));
+    figures.push(Figure::rounds(
+        "cluster",
+        "cluster hand-off p50 / floor p50",
+        &ratios(&handoff[1], &relays),
+        "ratio",
+    ));
     for (index, setup) in SETUPS.iter().enumerate() {
         figures.push(Figure::rounds(
             "cluster",
@@ -284,6 +307,64 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     ));
     drop(cluster);
     figures
+}
+
+/// The least a hand-off on the cluster needs, from idle, with redis-rs alone: one
+/// `SPUBLISH` on a `ClusterConnection` to a sharded subscriber on another (RESP3, pushes),
+/// timed from the publish to the subscriber's task hearing it.
+struct ShardRelay {
+    publisher: redis::cluster_async::ClusterConnection,
+    heard: tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    /// Keeps the subscription's connection alive.
+    _subscriber: redis::cluster_async::ClusterConnection,
+}
+
+impl ShardRelay {
+    const CHANNEL: &str = "bench:{relay}";
+
+    async fn new(urls: &[String], publisher: redis::cluster_async::ClusterConnection) -> Self {
+        let (told, heard) = tokio::sync::mpsc::unbounded_channel();
+        let mut subscriber = redis::cluster::ClusterClientBuilder::new(urls.to_vec())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(move |push: redis::PushInfo| {
+                if push.kind == redis::PushKind::SMessage {
+                    let _ = told.send(Instant::now());
+                }
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .build()
+            .expect("valid URLs")
+            .get_async_connection()
+            .await
+            .expect("connect to the cluster");
+        subscriber
+            .ssubscribe(Self::CHANNEL)
+            .await
+            .expect("SSUBSCRIBE");
+        Self {
+            publisher,
+            heard,
+            _subscriber: subscriber,
+        }
+    }
+
+    /// `reps` relays, each after `HANDOFF_PAUSE`.
+    async fn samples(&mut self, reps: u64) -> Samples {
+        let mut samples = Vec::with_capacity(reps as usize);
+        for _ in 0..reps {
+            tokio::time::sleep(HANDOFF_PAUSE).await;
+            let started = Instant::now();
+            let _: i64 = redis::cmd("SPUBLISH")
+                .arg(Self::CHANNEL)
+                .arg("x")
+                .query_async(&mut self.publisher)
+                .await
+                .expect("SPUBLISH");
+            let heard = self.heard.recv().await.expect("the subscriber");
+            samples.push(heard.duration_since(started));
+        }
+        Samples::new(samples)
+    }
 }
 
 /// `SET` requests/s of `redis-benchmark` with 64 clients on random keys, against the

@@ -180,19 +180,32 @@ pub(crate) fn trust_handoff(
     handoff.at_us > busy_at_us && left >= claim_within / 4
 }
 
-/// An attempt's call up to its queue arguments: the lock's script (or the semaphore's,
-/// with its permits), its keys, owner token, TTL and fencing flag.
-fn attempt(keys: &LockKeys, token: &str, (ttl, fencing): (Duration, bool)) -> Eval {
+/// A call of the queue protocol's `lock` script (or, for a semaphore, `semaphore`) with
+/// the four keys every one of them takes: the key, the fencing token, the queue and the
+/// waiting entries.
+fn queue_call(
+    keys: &LockKeys,
+    lock: &'static LazyLock<Script>,
+    semaphore: &'static LazyLock<Script>,
+) -> Eval {
     let script = match keys.permits() {
-        None => &ACQUIRE_QUEUED,
-        Some(_) => &SEMAPHORE_ACQUIRE,
+        None => lock,
+        Some(_) => semaphore,
     };
     let mut invocation = Eval::new(script, 4);
     invocation
         .key(keys.key())
         .key(keys.fence())
         .key(keys.queue())
-        .key(keys.waiting())
+        .key(keys.waiting());
+    invocation
+}
+
+/// An attempt's call up to its queue arguments: the lock's script (or the semaphore's,
+/// with its permits), its keys, owner token, TTL and fencing flag.
+fn attempt(keys: &LockKeys, token: &str, (ttl, fencing): (Duration, bool)) -> Eval {
+    let mut invocation = queue_call(keys, &ACQUIRE_QUEUED, &SEMAPHORE_ACQUIRE);
+    invocation
         .arg(token)
         .arg(millis::expiry(ttl))
         .arg(if fencing { "1" } else { "0" });
@@ -232,17 +245,8 @@ pub(crate) fn acquire_queued(
 /// The call of a release of a lock or a semaphore's permit; its reply is 1 (released) or
 /// 0 (not the owner's).
 pub(crate) fn release(keys: &LockKeys, token: &str) -> Eval {
-    let script = match keys.permits() {
-        None => &RELEASE,
-        Some(_) => &SEMAPHORE_RELEASE,
-    };
-    let mut invocation = Eval::new(script, 4);
-    invocation
-        .key(keys.key())
-        .key(keys.fence())
-        .key(keys.queue())
-        .key(keys.waiting())
-        .arg(token);
+    let mut invocation = queue_call(keys, &RELEASE, &SEMAPHORE_RELEASE);
+    invocation.arg(token);
     invocation
 }
 

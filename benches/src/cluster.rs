@@ -18,7 +18,7 @@ use crate::report::Figure;
 use crate::sides::{BareConnection, Client, Side};
 use crate::stats::{Samples, median, micros};
 use crate::workloads::{
-    Bench, HANDOFF_PAUSE, connection, handoff_round, pairs, pings, ratios, throughput_round,
+    Bench, HANDOFF_PAUSE, connection, handoff_round, pairs, pings, ratios, relays, throughput_round,
 };
 
 /// The two setups, in the order of every per-setup array here.
@@ -350,20 +350,13 @@ impl ShardRelay {
 
     /// `reps` relays, each after `HANDOFF_PAUSE`.
     async fn samples(&mut self, reps: u64) -> Samples {
-        let mut samples = Vec::with_capacity(reps as usize);
-        for _ in 0..reps {
-            tokio::time::sleep(HANDOFF_PAUSE).await;
-            let started = Instant::now();
-            let _: i64 = redis::cmd("SPUBLISH")
-                .arg(Self::CHANNEL)
-                .arg("x")
-                .query_async(&mut self.publisher)
-                .await
-                .expect("SPUBLISH");
-            let heard = self.heard.recv().await.expect("the subscriber");
-            samples.push(heard.duration_since(started));
-        }
-        Samples::new(samples)
+        relays(
+            &mut self.publisher,
+            redis::cmd("SPUBLISH").arg(Self::CHANNEL).arg("x"),
+            &mut self.heard,
+            reps,
+        )
+        .await
     }
 }
 

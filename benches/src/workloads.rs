@@ -771,21 +771,33 @@ impl Relay {
 
     /// `reps` relays, each after `HANDOFF_PAUSE`.
     async fn samples(&mut self, reps: u64) -> Samples {
-        let mut samples = Vec::with_capacity(reps as usize);
-        for _ in 0..reps {
-            tokio::time::sleep(HANDOFF_PAUSE).await;
-            let started = Instant::now();
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(Self::CHANNEL)
-                .arg("x")
-                .query_async(&mut self.publisher)
-                .await
-                .expect("PUBLISH");
-            let heard = self.heard.recv().await.expect("the listening task");
-            samples.push(heard.duration_since(started));
-        }
-        Samples::new(samples)
+        relays(
+            &mut self.publisher,
+            redis::cmd("PUBLISH").arg(Self::CHANNEL).arg("x"),
+            &mut self.heard,
+            reps,
+        )
+        .await
     }
+}
+
+/// `reps` times, after `HANDOFF_PAUSE` each: `publish` on `publisher`, then the time
+/// until a subscriber's task hears it (the instant it sends on `heard`).
+pub(crate) async fn relays(
+    publisher: &mut impl redis::aio::ConnectionLike,
+    publish: &redis::Cmd,
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    reps: u64,
+) -> Samples {
+    let mut samples = Vec::with_capacity(reps as usize);
+    for _ in 0..reps {
+        tokio::time::sleep(HANDOFF_PAUSE).await;
+        let started = Instant::now();
+        let _: i64 = publish.query_async(publisher).await.expect("publish");
+        let heard = heard.recv().await.expect("the subscriber's task");
+        samples.push(heard.duration_since(started));
+    }
+    Samples::new(samples)
 }
 
 /// Workload 4, hand-off: a holder holds a key and a waiter (another client) waits on it;

@@ -124,7 +124,8 @@ impl Sentinel {
 /// A connection for commands.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    Single(ConnectionManager),
+    /// One server: its concurrent commands go out in batches.
+    Single(super::batching::Batched),
     Cluster(ClusterConnection),
 }
 

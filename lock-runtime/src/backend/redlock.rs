@@ -3,24 +3,19 @@
 //! Every operation goes to all servers at once, each bounded by a per-server timeout, and
 //! needs a quorum (`N / 2 + 1`) of agreeing answers. An acquire counts as won only if the
 //! quorum granted it and time is left of the TTL after the round trip and a drift margin;
-//! otherwise what was granted is released everywhere. An acquire returns as soon as a
-//! quorum granted, without waiting for the slower servers. Their `SET NX` still reaches
-//! them: every server's command is queued on its connection in the first poll, before
-//! any answer counts, and a queued batch is written even when its callers went away
-//! (`driver::batching`: the batch, not the caller, holds redis-rs's reply channel;
-//! redis-rs alone drops a command whose caller left before it was written, which would
-//! leave the lock on a bare quorum). The release, queued later on the same connections,
-//! reaches each server after it. Each attempt uses a fresh owner token, so a late
-//! clean-up of a failed attempt cannot delete what a later one won. The decisions from
-//! the servers' answers are pure functions, tested below.
+//! otherwise what was granted is released everywhere. It waits for every server's answer
+//! (each bounded): redis-rs does not send a command whose caller went away before its
+//! connection wrote it, so returning at the quorum could leave slower servers without
+//! the key, a lock held on a bare quorum and lost at the next server's death. Each
+//! attempt uses a fresh owner token, so a late clean-up of a failed attempt cannot delete
+//! what a later one won. The decisions from the servers' answers are pure functions,
+//! tested below.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
-use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::quorum::{
@@ -168,35 +163,6 @@ impl Redlock {
         .await
     }
 
-    /// Like [`Self::on_all`], but returns as soon as the answers so far are `enough`:
-    /// the servers yet to answer are left out. Their commands went out (queued on their
-    /// connections before the first answer came), so a later command to the same server
-    /// (the release) reaches it after them; only their replies are dropped.
-    async fn on_all_until<'a, T, F, Fut>(
-        &'a self,
-        limit: Option<Duration>,
-        operation: F,
-        enough: impl Fn(&[Answer<T>]) -> bool,
-    ) -> Vec<Answer<T>>
-    where
-        F: Fn(&'a Server) -> Fut,
-        Fut: Future<Output = Result<T, LockError>> + 'a,
-    {
-        let mut pending: FuturesUnordered<_> = self
-            .servers
-            .iter()
-            .map(|server| bounded(server, limit, operation(server)))
-            .collect();
-        let mut answers = Vec::with_capacity(self.servers.len());
-        while let Some(answer) = pending.next().await {
-            answers.push(answer);
-            if enough(&answers) {
-                break;
-            }
-        }
-        answers
-    }
-
     fn no_quorum(
         &self,
         keys: Option<&LockKeys>,
@@ -228,21 +194,8 @@ impl Redlock {
         } = request;
         let limit = self.timeout_for(ttl);
         let started = Instant::now();
-        // Done once a quorum granted: the lock is held, whatever the others say.
-        let quorum = self.quorum();
-        let granted = |answers: &[Answer<(bool, Remaining)>]| {
-            answers
-                .iter()
-                .filter(|answer| matches!(answer, Ok((true, _))))
-                .count()
-                >= quorum
-        };
         let answers = self
-            .on_all_until(
-                Some(limit),
-                |server| acquire_on(server, keys, token, ttl),
-                granted,
-            )
+            .on_all(Some(limit), |server| acquire_on(server, keys, token, ttl))
             .await;
         let elapsed = started.elapsed();
         let (attempts, failures) = split(answers);

@@ -124,8 +124,7 @@ impl Sentinel {
 /// A connection for commands.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// One server: its concurrent commands go out in batches.
-    Single(super::batching::Batched),
+    Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 

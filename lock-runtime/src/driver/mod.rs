@@ -5,8 +5,7 @@
 //!
 //! - Per tokio runtime that uses it, one connection for commands, opened by the first
 //!   command: a multiplexed, reconnecting `ConnectionManager` on one server, a
-//!   `ClusterConnection` on a Cluster. Concurrent commands are pipelined on it; on one
-//!   server they go out together, as one pipeline (`batching`).
+//!   `ClusterConnection` on a Cluster. Concurrent commands are pipelined on it.
 //! - A connection belongs to the runtime that opened it (redis-rs runs its reader and
 //!   reconnection there), so one runtime ending never breaks another's commands or
 //!   notifications. Connections of runtimes that shut down are dropped on the next use.
@@ -27,7 +26,6 @@
 //! - Errors are classified once, here: unreachable is [`LockError::Connect`], refused
 //!   credentials or permissions [`LockError::Auth`], the rest [`LockError::Backend`].
 
-mod batching;
 mod connect;
 mod push;
 
@@ -39,7 +37,6 @@ use redis::RedisError;
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::{OnceCell, mpsc};
 
-use self::batching::Batched;
 use self::connect::{Conn, Connector};
 pub(crate) use self::connect::{Tls, tuned};
 use self::push::Dispatch;
@@ -113,7 +110,7 @@ impl Live {
             return;
         }
         let unsubscribed = match (&self.commands, self.shards.get()) {
-            (Conn::Single(batched), _) => batched.manager().clone().unsubscribe(channel).await,
+            (Conn::Single(manager), _) => manager.clone().unsubscribe(channel).await,
             (Conn::Cluster(_), Some(shards)) => shards.clone().sunsubscribe(channel).await,
             (Conn::Cluster(_), None) => Ok(()),
         };
@@ -277,10 +274,7 @@ impl Server {
             Connector::Single(client) => {
                 let manager = connect::single(client, self.timeouts, Some(self.dispatch(None)))
                     .map_err(|source| self.error("", source))?;
-                (
-                    Conn::Single(Batched::new(manager)),
-                    Some((**client).clone()),
-                )
+                (Conn::Single(manager), Some((**client).clone()))
             }
             Connector::Sentinel(sentinel) => {
                 let client = sentinel
@@ -289,7 +283,7 @@ impl Server {
                     .map_err(|source| self.error("", source))?;
                 let manager = connect::single(&client, self.timeouts, Some(self.dispatch(None)))
                     .map_err(|source| self.error("", source))?;
-                (Conn::Single(Batched::new(manager)), Some(client))
+                (Conn::Single(manager), Some(client))
             }
             Connector::Cluster(nodes, tls) => {
                 let client = connect::cluster(nodes, tls, self.timeouts, None)
@@ -299,7 +293,7 @@ impl Server {
                     .map_err(|source| self.error("", source))?;
                 (Conn::Cluster(connection), None)
             }
-            Connector::Shared(manager) => (Conn::Single(Batched::new((**manager).clone())), None),
+            Connector::Shared(manager) => (Conn::Single((**manager).clone()), None),
         })
     }
 
@@ -352,17 +346,16 @@ impl Server {
                 erased(async {
                     match (&self.connector, &live.client) {
                         // The program's connection is all there is (`WAIT` then blocks it).
-                        (Connector::Shared(manager), _) => {
-                            Ok(Conn::Single(Batched::new((**manager).clone())))
-                        }
+                        (Connector::Shared(manager), _) => Ok(Conn::Single((**manager).clone())),
                         (Connector::Cluster(nodes, tls), _) => {
                             let client = connect::cluster(nodes, tls, timeouts, None)?;
                             connect::cluster_connection(&client, timeouts)
                                 .await
                                 .map(Conn::Cluster)
                         }
-                        (_, Some(client)) => connect::single(client, timeouts, None)
-                            .map(|manager| Conn::Single(Batched::new(manager))),
+                        (_, Some(client)) => {
+                            connect::single(client, timeouts, None).map(Conn::Single)
+                        }
                         (_, None) => unreachable!("one server's connection has its client"),
                     }
                 })
@@ -394,7 +387,7 @@ impl Server {
                     .await
                     .and_then(|value| redis::from_redis_value(value).map_err(Into::into))
             }
-            Conn::Single(batched) => command.query_async(batched).await,
+            Conn::Single(manager) => command.query_async(manager).await,
         };
         acknowledged.map_err(|source| self.error(name, source))
     }
@@ -429,13 +422,13 @@ impl Server {
     /// runtime's connection before this returns).
     pub(crate) async fn listen(&self, token: &str, name: &str) -> Result<Registration, LockError> {
         let live = self.live().await?;
-        if let (Conn::Single(batched), false) = (
+        if let (Conn::Single(manager), false) = (
             &live.commands,
             matches!(self.connector, Connector::Shared(_)),
         ) {
             live.inbox
                 .get_or_try_init(|| async {
-                    let mut manager = batched.manager().clone();
+                    let mut manager = manager.clone();
                     manager
                         .subscribe(&*self.inbox)
                         .await
@@ -483,7 +476,7 @@ impl Server {
             return Ok(());
         }
         match &live.commands {
-            Conn::Single(batched) => batched.manager().clone().subscribe(channel).await?,
+            Conn::Single(manager) => manager.clone().subscribe(channel).await?,
             Conn::Cluster(_) => self.shards(live).await?.ssubscribe(channel).await?,
         }
         channels.insert(channel.to_owned());

@@ -253,15 +253,6 @@ pub async fn until_free(locker: &Locker, name: &str) -> bool {
     .await
 }
 
-/// The keys matching `pattern` on the server at `url` (`KEYS`: test servers are small).
-pub async fn keys(url: &str, pattern: &str) -> Vec<String> {
-    redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut raw_connection(url).await)
-        .await
-        .expect("KEYS")
-}
-
 /// A plain connection to the server at `url`, for touching keys from outside.
 pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)

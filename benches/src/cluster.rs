@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use lock_runtime::Locker;
 use lock_runtime::testing::RedisCluster;
-use redis::aio::ConnectionLike;
 
 use crate::report::Figure;
 use crate::sides::{BareConnection, Client, Side};
@@ -62,8 +61,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
     for node in cluster.nodes() {
         stats[1].push(connection(&node.url()).await);
     }
-    let mut bare_single = connection(&bench.url).await;
-    let mut bare_cluster = redis::cluster::ClusterClient::new(cluster.urls())
+    let bare_cluster = redis::cluster::ClusterClient::new(cluster.urls())
         .expect("valid URLs")
         .get_async_connection()
         .await
@@ -129,10 +127,7 @@ pub(crate) async fn cluster(bench: &Bench) -> Vec<Figure> {
             let samples = pairs(&clients[index], &prefix, per_round).await;
             latency[index].push(micros(samples.percentile(50.0)));
             let prefix = format!("bench:cl:bare:{round}");
-            let samples = match index {
-                0 => bare_pairs(&mut bare_single, &prefix, per_round).await,
-                _ => bare_pairs(&mut bare_cluster, &prefix, per_round).await,
-            };
+            let samples = pairs(&bare_clients[index], &prefix, per_round).await;
             bare[index].push(micros(samples.percentile(50.0)));
             let samples =
                 handoff_round(&clients[index], &waiters[index], Side::Ours, round, reps).await;
@@ -393,39 +388,4 @@ async fn redis_benchmark(ports: &[u16], bench: &Bench) -> f64 {
         .and_then(|line| line.split(',').nth(1))
         .and_then(|rps| rps.trim_matches('"').parse().ok())
         .unwrap_or(0.0)
-}
-
-/// What an uncontended pair costs redis-rs alone: `SET NX PX` on a fresh key in the lock's
-/// key form, then a compare-and-delete script, `ops` in a row on `connection`.
-async fn bare_pairs(connection: &mut impl ConnectionLike, prefix: &str, ops: u64) -> Samples {
-    let script = redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end \
-         return 0",
-    );
-    let mut samples = Vec::with_capacity(ops as usize);
-    for index in 0..ops {
-        let key = format!("lock:{{{prefix}:{index}}}");
-        let started = Instant::now();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg("owner")
-            .arg("NX")
-            .arg("PX")
-            .arg(30_000)
-            .query_async(connection)
-            .await
-            .expect("SET");
-        let deleted: i64 = script
-            .key(&key)
-            .arg("owner")
-            .invoke_async(connection)
-            .await
-            .expect("the compare-and-delete script");
-        assert!(
-            set.is_some() && deleted == 1,
-            "a fresh key was not taken and freed"
-        );
-        samples.push(started.elapsed());
-    }
-    Samples::new(samples)
 }

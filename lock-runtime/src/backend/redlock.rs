@@ -3,19 +3,33 @@
 //! Every operation goes to all servers at once, each bounded by a per-server timeout, and
 //! needs a quorum (`N / 2 + 1`) of agreeing answers. An acquire counts as won only if the
 //! quorum granted it and time is left of the TTL after the round trip and a drift margin;
-//! otherwise what was granted is released everywhere. It waits for every server's answer
-//! (each bounded): redis-rs does not send a command whose caller went away before its
-//! connection wrote it, so returning at the quorum could leave slower servers without
-//! the key, a lock held on a bare quorum and lost at the next server's death. Each
-//! attempt uses a fresh owner token, so a late clean-up of a failed attempt cannot delete
-//! what a later one won. The decisions from the servers' answers are pure functions,
-//! tested below.
+//! otherwise what was granted is released everywhere. Each attempt uses a fresh owner
+//! token, so a late clean-up of a failed attempt cannot delete what a later one won. The
+//! decisions from the servers' answers are pure functions, tested below.
+//!
+//! An acquire does not wait for a slow or hung minority: once a quorum granted, the other
+//! servers get as long again as the quorum took (at least 1 ms), and the answers still
+//! missing then are awaited by a background task (each bounded, as before). Two things
+//! make that safe:
+//!
+//! - Their `SET NX` still goes out: redis-rs drops a command whose caller went away before
+//!   its connection wrote it, so the task, not the returning caller, owns those requests.
+//!   Otherwise the lock would rest on a bare quorum and be lost at the next server's death.
+//! - A release of that token first waits for the task ([`Stragglers`]), so it never
+//!   reaches a server before that server's `SET NX`, whose key would then outlive the
+//!   release for its whole TTL. Waiting for the answer, not relying on the order of one
+//!   connection, also holds while a connection is still being opened or reopened, when
+//!   redis-rs has not queued either command yet.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::quorum::{
@@ -45,6 +59,9 @@ pub(crate) const NO_SEMAPHORE: &str = "a semaphore needs one count of its holder
 pub(crate) const NO_ANNOUNCEMENTS: &str = "Redlock has no single server to announce a leader on: leader election needs epochs \
      (fencing tokens), which a Redlock quorum cannot issue";
 
+/// The least time an acquire that a quorum granted still waits for the other servers.
+const MIN_QUORUM_GRACE: Duration = Duration::from_millis(1);
+
 /// The per-server timeout bounds when it is derived from the TTL.
 const MIN_SERVER_TIMEOUT: Duration = Duration::from_millis(5);
 const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(50);
@@ -52,9 +69,64 @@ const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(50);
 /// Locks on a majority of independent Redis servers.
 #[derive(Debug)]
 pub(crate) struct Redlock {
-    servers: Vec<Server>,
+    servers: Vec<Arc<Server>>,
     /// Fixed per-server timeout; `None`: 1% of the TTL, clamped to 5-50 ms.
     server_timeout: Option<Duration>,
+    stragglers: Arc<Stragglers>,
+}
+
+/// Acquires that returned at the quorum while some servers had not answered yet, by owner
+/// token: a release of the token waits until those servers answered (or timed out). An
+/// entry lives as long as its background task: at most one per-server timeout, plus the
+/// connect timeout for a server that is being connected.
+#[derive(Debug, Default)]
+struct Stragglers {
+    pending: Mutex<HashMap<Box<str>, watch::Receiver<()>>>,
+}
+
+impl Stragglers {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, watch::Receiver<()>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers `token`'s outstanding answers; they are settled when the returned entry
+    /// is dropped (the task finished, or its runtime shut down).
+    fn register(self: &Arc<Self>, token: &str) -> Straggling {
+        let (settled, waiting) = watch::channel(());
+        self.pending().insert(token.into(), waiting);
+        Straggling {
+            stragglers: self.clone(),
+            token: token.into(),
+            _settled: settled,
+        }
+    }
+
+    /// Waits until every server has answered `token`'s acquire (each answer is bounded).
+    async fn settled(&self, token: &str) {
+        let waiting = self.pending().get(token).cloned();
+        if let Some(mut waiting) = waiting {
+            // Nothing is ever sent: this returns when the sender is dropped.
+            let _ = waiting.changed().await;
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.pending().len()
+    }
+}
+
+/// One acquire's outstanding answers; dropping it settles them.
+struct Straggling {
+    stragglers: Arc<Stragglers>,
+    token: Box<str>,
+    _settled: watch::Sender<()>,
+}
+
+impl Drop for Straggling {
+    fn drop(&mut self) {
+        self.stragglers.pending().remove(&self.token);
+    }
 }
 
 impl Redlock {
@@ -78,7 +150,7 @@ impl Redlock {
             .map(|client| {
                 let server = Server::single(client, prefix, timeouts);
                 if seen.insert(server.address().to_owned()) {
-                    Ok(server)
+                    Ok(Arc::new(server))
                 } else {
                     Err(LockError::Config(format!(
                         "Redlock server {} is listed twice; the servers must be independent",
@@ -90,6 +162,7 @@ impl Redlock {
         Ok(Self {
             servers,
             server_timeout,
+            stragglers: Arc::default(),
         })
     }
 
@@ -182,6 +255,7 @@ impl Redlock {
 
     /// Releases `token`'s key on every server, ignoring failures (the keys expire).
     async fn release_everywhere(&self, keys: &LockKeys, token: &str) {
+        self.stragglers.settled(token).await;
         self.on_all(Some(self.timeout()), |server| {
             release_on(server, keys, token)
         })
@@ -194,10 +268,9 @@ impl Redlock {
         } = request;
         let limit = self.timeout_for(ttl);
         let started = Instant::now();
-        let answers = self
-            .on_all(Some(limit), |server| acquire_on(server, keys, token, ttl))
+        let (answers, elapsed) = self
+            .acquire_until_quorum(keys, token, ttl, limit, started)
             .await;
-        let elapsed = started.elapsed();
         let (attempts, failures) = split(answers);
         let granted = attempts.iter().filter(|(won, _)| *won).count();
         let validity = ttl.checked_sub(elapsed + self.drift(ttl));
@@ -224,6 +297,68 @@ impl Redlock {
             },
             at_us: None,
         })
+    }
+
+    /// Sends the acquire to every server at once, each bounded by `limit`, and returns the
+    /// answers (with the time since `started`) once every server answered, or once a
+    /// quorum granted and the others had as long again (at least [`MIN_QUORUM_GRACE`]).
+    /// The answers still outstanding then are awaited by a background task, registered in
+    /// [`Stragglers`] for the release.
+    ///
+    /// The grace keeps the common case in this task: healthy servers answer within it, and
+    /// handing the last answers to a task (a spawn, and a wake-up for the release that
+    /// waits for it) measured slower than waiting for them. A hung or far server costs the
+    /// acquire about the quorum's time again instead of its per-server timeout.
+    async fn acquire_until_quorum(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+        ttl: Duration,
+        limit: Duration,
+        started: Instant,
+    ) -> (Vec<Answer<(bool, Remaining)>>, Duration) {
+        // Owned, so that the outstanding requests can outlive this call.
+        let request = Arc::new((keys.clone(), token.to_owned()));
+        let mut outstanding: FuturesUnordered<_> = self
+            .servers
+            .iter()
+            .map(|server| {
+                let (server, request) = (server.clone(), request.clone());
+                async move {
+                    let (keys, token) = &*request;
+                    bounded(&server, Some(limit), acquire_on(&server, keys, token, ttl)).await
+                }
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(self.servers.len());
+        let mut granted = 0;
+        // Once a quorum granted: until when the other servers' answers are still awaited
+        // here.
+        let mut grace: Option<Instant> = None;
+        loop {
+            let next = match grace {
+                None => outstanding.next().await,
+                Some(until) => match tokio::time::timeout_at(until, outstanding.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let straggling = self.stragglers.register(token);
+                        crate::runtime::spawn_tracked(async move {
+                            let _straggling = straggling;
+                            while outstanding.next().await.is_some() {}
+                        });
+                        return (answers, started.elapsed());
+                    }
+                },
+            };
+            let Some(answer) = next else {
+                return (answers, started.elapsed());
+            };
+            granted += usize::from(matches!(answer, Ok((true, _))));
+            answers.push(answer);
+            if grace.is_none() && granted >= self.quorum() {
+                grace = Some(Instant::now() + started.elapsed().max(MIN_QUORUM_GRACE));
+            }
+        }
     }
 
     /// Waiters do not queue: they hear frees on the lock's channel, on one live server
@@ -268,6 +403,7 @@ impl Redlock {
         keys: &LockKeys,
         token: &str,
     ) -> Result<ReleaseReport, LockError> {
+        self.stragglers.settled(token).await;
         let answers = self
             .on_all(Some(self.timeout()), |server| {
                 release_on(server, keys, token)
@@ -496,10 +632,60 @@ mod tests {
         let redlock = Redlock {
             servers: Vec::new(),
             server_timeout: None,
+            stragglers: Arc::default(),
         };
         let refused = redlock.refuse_ttl(Duration::from_millis(3)).unwrap();
         assert!(refused.contains("at least 8 ms"), "{refused}");
         assert!(redlock.refuse_ttl(Duration::from_millis(8)).is_none());
         assert!(redlock.refuse_ttl(Duration::from_secs(30)).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_release_waits_for_the_stragglers_and_their_entry_is_reclaimed() {
+        let stragglers = Arc::new(Stragglers::default());
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let straggling = stragglers.register("token-1");
+        tokio::spawn(async move {
+            let _straggling = straggling;
+            let _ = finished.await;
+        });
+        assert_eq!(stragglers.len(), 1);
+        // Another token's release does not wait.
+        stragglers.settled("token-2").await;
+        let waiting = tokio::spawn({
+            let stragglers = stragglers.clone();
+            async move { stragglers.settled("token-1").await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "settled before the stragglers answered"
+        );
+        finish.send(()).unwrap();
+        waiting.await.unwrap();
+        assert_eq!(stragglers.len(), 0);
+    }
+
+    #[test]
+    fn stragglers_of_a_runtime_that_shut_down_are_settled() {
+        let stragglers = Arc::new(Stragglers::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let straggling = stragglers.register("token");
+            tokio::spawn(async move {
+                let _straggling = straggling;
+                std::future::pending::<()>().await;
+            });
+        });
+        assert_eq!(stragglers.len(), 1);
+        drop(runtime);
+        assert_eq!(stragglers.len(), 0);
+        let other = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        other.block_on(stragglers.settled("token"));
     }
 }

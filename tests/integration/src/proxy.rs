@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -18,6 +19,12 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to `127.0.0.1:<upstream>` (call from a tokio runtime).
     pub async fn start(upstream: u16) -> Self {
+        Self::with_connect_delay(upstream, Duration::ZERO).await
+    }
+
+    /// A proxy whose connections reach the server only `delay` after they were accepted:
+    /// a slow network while a client connects (what the client sends meanwhile waits).
+    pub async fn with_connect_delay(upstream: u16, delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
@@ -35,6 +42,7 @@ impl Proxy {
                         continue; // refused: dropped at once
                     }
                     let link = tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
                         let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await
                         else {
                             return;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use lock_runtime::testing::RedisServer;
 use lock_runtime::{LockError, Locker};
+use lock_tests_integration::proxy::Proxy;
 use lock_tests_integration::{Counter, raw_connection};
 
 /// Five independent servers.
@@ -156,6 +157,98 @@ async fn a_hung_server_costs_one_server_timeout() {
     assert!(released.held);
     assert_eq!(released.servers_held, 4);
     servers[2].resume().unwrap();
+}
+
+/// The lock keys on the server at `url`.
+async fn lock_keys(url: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg("lock:*")
+        .query_async(&mut raw_connection(url).await)
+        .await
+        .expect("KEYS")
+}
+
+/// An acquire waited for every server, so two hung ones cost it their whole per-server
+/// timeout although three had granted at once. It returns on the quorum; the hung
+/// servers still get the `SET NX` when they wake, and the release, which waits for
+/// their answers, removes the key there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_returns_once_a_quorum_granted() {
+    let servers = five();
+    let locker = Locker::builder()
+        .command_timeout(Duration::from_secs(30))
+        .server_timeout(Duration::from_secs(20))
+        .redlock(urls(&servers))
+        .unwrap();
+    locker.ping().await.unwrap();
+    servers[1].pause().unwrap();
+    servers[3].pause().unwrap();
+    let started = Instant::now();
+    let guard = locker
+        .lock("order:quorum")
+        .ttl(Duration::from_secs(60))
+        .acquire()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    // Waiting for the hung servers takes their 20 s timeout.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    servers[1].resume().unwrap();
+    servers[3].resume().unwrap();
+    let released = guard.release_report().await.unwrap();
+    assert!(released.held);
+    assert_eq!(released.servers_held, 5, "the woken servers granted too");
+    for server in &servers {
+        let left = lock_keys(&server.url()).await;
+        assert!(left.is_empty(), "{}: {left:?}", server.url());
+    }
+}
+
+/// The slow servers of an acquire that returned at the quorum may not even be connected
+/// yet, and then redis-rs has queued neither their `SET NX` nor a release sent right
+/// after: whichever its connection takes first goes first. A release that overtook the
+/// `SET NX` would leave that server's key for its whole TTL. The release waits for the
+/// slow servers' answers instead, each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_right_after_a_quorum_waits_for_the_servers_still_connecting() {
+    let servers = five();
+    // Servers 3 and 4 are reached through connections that take 600 ms to open.
+    let delay = Duration::from_millis(600);
+    let slow = [
+        Proxy::with_connect_delay(servers[3].port(), delay).await,
+        Proxy::with_connect_delay(servers[4].port(), delay).await,
+    ];
+    let mut urls = urls(&servers[..3]);
+    urls.extend(slow.iter().map(Proxy::url));
+    for round in 0..6 {
+        // A new locker each round: its connections open with its first acquire.
+        let locker = Locker::builder()
+            .server_timeout(Duration::from_secs(5))
+            .redlock(urls.clone())
+            .unwrap();
+        let name = format!("order:{round}");
+        let guard = locker
+            .lock(&name)
+            .ttl(Duration::from_secs(60))
+            .acquire()
+            .await
+            .unwrap();
+        // It returned on the three fast servers: the slow ones have no key yet.
+        for server in &servers[3..] {
+            let left = lock_keys(&server.url()).await;
+            assert!(left.is_empty(), "round {round}: {left:?}");
+        }
+        let released = guard.release_report().await.unwrap();
+        assert!(released.held);
+        assert_eq!(
+            released.servers_held, 5,
+            "round {round}: released everywhere"
+        );
+    }
+    for server in &servers {
+        let left = lock_keys(&server.url()).await;
+        assert!(left.is_empty(), "{}: {left:?}", server.url());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,11 +15,11 @@
 //! - Their `SET NX` still goes out: redis-rs drops a command whose caller went away before
 //!   its connection wrote it, so the task, not the returning caller, owns those requests.
 //!   Otherwise the lock would rest on a bare quorum and be lost at the next server's death.
-//! - A release of that token first waits for the task ([`Stragglers`]), so it never
-//!   reaches a server before that server's `SET NX`, whose key would then outlive the
-//!   release for its whole TTL. Waiting for the answer, not relying on the order of one
-//!   connection, also holds while a connection is still being opened or reopened, when
-//!   redis-rs has not queued either command yet.
+//! - A release or extend of that token first waits for the task ([`Stragglers`]), so it
+//!   never reaches a server before that server's `SET NX`: the key would then outlive the
+//!   release for its whole TTL, or keep its first TTL after the extend. Waiting for the
+//!   answer, not relying on the order of one connection, also holds while a connection is
+//!   still being opened or reopened, when redis-rs has not queued either command yet.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -76,37 +76,59 @@ pub(crate) struct Redlock {
 }
 
 /// Acquires that returned at the quorum while some servers had not answered yet, by owner
-/// token: a release of the token waits until those servers answered (or timed out). An
-/// entry lives as long as its background task: at most one per-server timeout, plus the
-/// connect timeout for a server that is being connected.
+/// token: a release or extend of the token waits until those servers answered (or timed
+/// out). An entry lives as long as its background task: at most one per-server timeout,
+/// plus the connect timeout for a server that is being connected.
 #[derive(Debug, Default)]
 struct Stragglers {
-    pending: Mutex<HashMap<Box<str>, watch::Receiver<()>>>,
+    pending: Mutex<HashMap<Box<str>, Outstanding>>,
+}
+
+/// One acquire's outstanding answers: settled when the sender is dropped; bounded by
+/// `until` (see [`Stragglers::settled`]).
+#[derive(Debug, Clone)]
+struct Outstanding {
+    settled: watch::Receiver<()>,
+    until: Instant,
 }
 
 impl Stragglers {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, watch::Receiver<()>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Outstanding>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers `token`'s outstanding answers; they are settled when the returned entry
-    /// is dropped (the task finished, or its runtime shut down).
-    fn register(self: &Arc<Self>, token: &str) -> Straggling {
-        let (settled, waiting) = watch::channel(());
-        self.pending().insert(token.into(), waiting);
+    /// Registers `token`'s outstanding answers, each of which comes by `until`; they are
+    /// settled when the returned entry is dropped (the task finished, or its runtime
+    /// shut down).
+    fn register(self: &Arc<Self>, token: &str, until: Instant) -> Straggling {
+        let (sender, settled) = watch::channel(());
+        self.pending()
+            .insert(token.into(), Outstanding { settled, until });
         Straggling {
             stragglers: self.clone(),
             token: token.into(),
-            _settled: settled,
+            _settled: sender,
         }
     }
 
-    /// Waits until every server has answered `token`'s acquire (each answer is bounded).
-    async fn settled(&self, token: &str) {
-        let waiting = self.pending().get(token).cloned();
-        if let Some(mut waiting) = waiting {
+    /// Waits until every server has answered the acquire of each of `tokens`. At most
+    /// until the last answer's bound: the task that awaits them runs on the runtime that
+    /// acquired, which may sit idle (a current-thread runtime outside `block_on`) while
+    /// another one releases; then nothing it would send goes out before the release.
+    async fn settled<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
+        let outstanding: Vec<Outstanding> = {
+            let pending = self.pending();
+            if pending.is_empty() {
+                return;
+            }
+            tokens
+                .into_iter()
+                .filter_map(|token| pending.get(token).cloned())
+                .collect()
+        };
+        for Outstanding { mut settled, until } in outstanding {
             // Nothing is ever sent: this returns when the sender is dropped.
-            let _ = waiting.changed().await;
+            let _ = tokio::time::timeout_at(until, settled.changed()).await;
         }
     }
 
@@ -255,7 +277,7 @@ impl Redlock {
 
     /// Releases `token`'s key on every server, ignoring failures (the keys expire).
     async fn release_everywhere(&self, keys: &LockKeys, token: &str) {
-        self.stragglers.settled(token).await;
+        self.stragglers.settled([token]).await;
         self.on_all(Some(self.timeout()), |server| {
             release_on(server, keys, token)
         })
@@ -341,7 +363,13 @@ impl Redlock {
                 Some(until) => match tokio::time::timeout_at(until, outstanding.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        let straggling = self.stragglers.register(token);
+                        // Each outstanding answer is bounded by `limit`, plus the connect
+                        // timeout while connecting; and one more `limit` for its task to
+                        // be scheduled.
+                        let connect = self.servers[0].timeouts().connect;
+                        let bound = limit.saturating_mul(2).saturating_add(connect);
+                        let until = started.checked_add(bound).unwrap_or(started);
+                        let straggling = self.stragglers.register(token, until);
                         crate::runtime::spawn_tracked(async move {
                             let _straggling = straggling;
                             while outstanding.next().await.is_some() {}
@@ -403,7 +431,7 @@ impl Redlock {
         keys: &LockKeys,
         token: &str,
     ) -> Result<ReleaseReport, LockError> {
-        self.stragglers.settled(token).await;
+        self.stragglers.settled([token]).await;
         let answers = self
             .on_all(Some(self.timeout()), |server| {
                 release_on(server, keys, token)
@@ -432,6 +460,8 @@ impl Redlock {
             ExtendMode::Renew | ExtendMode::Set => self.timeout_for(by),
             ExtendMode::Add => self.timeout(),
         };
+        // Not before the slower servers' SET NX: it would set their TTL afterwards.
+        self.stragglers.settled([token]).await;
         let answers = self
             .on_all(Some(limit), |server| {
                 ops::extend(server, keys, token, by, mode)
@@ -466,6 +496,9 @@ impl Redlock {
         let chunks =
             u32::try_from(batch.len().div_ceil(ops::RENEWALS_PER_CALL)).unwrap_or(u32::MAX);
         let limit = self.timeout_for(longest).saturating_mul(chunks.max(1));
+        self.stragglers
+            .settled(batch.iter().map(|renewal| renewal.token))
+            .await;
         let per_server = self
             .on_all(Some(limit), |server| async move {
                 Ok::<_, LockError>(ops::extend_many(server, batch).await)
@@ -644,17 +677,18 @@ mod tests {
     async fn a_release_waits_for_the_stragglers_and_their_entry_is_reclaimed() {
         let stragglers = Arc::new(Stragglers::default());
         let (finish, finished) = tokio::sync::oneshot::channel::<()>();
-        let straggling = stragglers.register("token-1");
+        let far = Instant::now() + Duration::from_secs(3600);
+        let straggling = stragglers.register("token-1", far);
         tokio::spawn(async move {
             let _straggling = straggling;
             let _ = finished.await;
         });
         assert_eq!(stragglers.len(), 1);
         // Another token's release does not wait.
-        stragglers.settled("token-2").await;
+        stragglers.settled(["token-2"]).await;
         let waiting = tokio::spawn({
             let stragglers = stragglers.clone();
-            async move { stragglers.settled("token-1").await }
+            async move { stragglers.settled(["token-2", "token-1"]).await }
         });
         tokio::task::yield_now().await;
         assert!(
@@ -674,7 +708,8 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let straggling = stragglers.register("token");
+            let straggling =
+                stragglers.register("token", Instant::now() + Duration::from_secs(3600));
             tokio::spawn(async move {
                 let _straggling = straggling;
                 std::future::pending::<()>().await;
@@ -686,6 +721,16 @@ mod tests {
         let other = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        other.block_on(stragglers.settled("token"));
+        other.block_on(stragglers.settled(["token"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_for_stragglers_ends_at_their_bound_even_if_their_task_never_runs() {
+        let stragglers = Arc::new(Stragglers::default());
+        let bound = Duration::from_millis(80);
+        let _never_settled = stragglers.register("token", Instant::now() + bound);
+        let started = Instant::now();
+        stragglers.settled(["token"]).await;
+        assert_eq!(started.elapsed(), bound);
     }
 }

@@ -212,14 +212,7 @@ async fn an_acquire_returns_once_a_quorum_granted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_right_after_a_quorum_waits_for_the_servers_still_connecting() {
     let servers = five();
-    // Servers 3 and 4 are reached through connections that take 600 ms to open.
-    let delay = Duration::from_millis(600);
-    let slow = [
-        Proxy::with_connect_delay(servers[3].port(), delay).await,
-        Proxy::with_connect_delay(servers[4].port(), delay).await,
-    ];
-    let mut urls = urls(&servers[..3]);
-    urls.extend(slow.iter().map(Proxy::url));
+    let (urls, _slow) = two_slow_to_connect(&servers).await;
     for round in 0..6 {
         // A new locker each round: its connections open with its first acquire.
         let locker = Locker::builder()
@@ -249,6 +242,105 @@ async fn a_release_right_after_a_quorum_waits_for_the_servers_still_connecting()
         let left = lock_keys(&server.url()).await;
         assert!(left.is_empty(), "{}: {left:?}", server.url());
     }
+}
+
+/// Lockers over three servers and two (3 and 4) reached through connections that take
+/// 600 ms to open: an acquire returns on the three before the other two answered.
+async fn two_slow_to_connect(servers: &[RedisServer]) -> (Vec<String>, [Proxy; 2]) {
+    let delay = Duration::from_millis(600);
+    let slow = [
+        Proxy::with_connect_delay(servers[3].port(), delay).await,
+        Proxy::with_connect_delay(servers[4].port(), delay).await,
+    ];
+    let mut urls = urls(&servers[..3]);
+    urls.extend(slow.iter().map(Proxy::url));
+    (urls, slow)
+}
+
+async fn pttl(url: &str, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut raw_connection(url).await)
+        .await
+        .expect("PTTL")
+}
+
+/// An extend (and a release with a minimum hold, which is one) right after an acquire
+/// that returned on the quorum also waits for the slower servers' answers: otherwise,
+/// while their connections open, it can reach them before their `SET NX`, and they keep
+/// the first TTL (the lock then rests on a bare quorum when it runs out) or the key for
+/// its whole TTL after `release_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_right_after_a_quorum_reaches_the_slower_servers() {
+    let servers = five();
+    let (urls, _slow) = two_slow_to_connect(&servers).await;
+    let mut wrong = Vec::new();
+    for round in 0..5 {
+        let locker = Locker::builder()
+            .server_timeout(Duration::from_secs(5))
+            .redlock(urls.clone())
+            .unwrap();
+        let extended = format!("extend{round}");
+        let guard = locker
+            .lock(&extended)
+            .ttl(Duration::from_secs(8))
+            .acquire()
+            .await
+            .unwrap();
+        guard.extend(Duration::from_secs(60)).await.unwrap();
+        let held_briefly = format!("after{round}");
+        let brief = locker
+            .lock(&held_briefly)
+            .ttl(Duration::from_secs(60))
+            .acquire()
+            .await
+            .unwrap();
+        assert!(brief.release_after(Duration::from_secs(2)).await.unwrap());
+        for (index, server) in servers.iter().enumerate() {
+            let left = pttl(&server.url(), &format!("lock:{{{extended}}}")).await;
+            if left < 30_000 {
+                wrong.push(format!(
+                    "round {round}: server {index}: extended to {left} ms"
+                ));
+            }
+            let left = pttl(&server.url(), &format!("lock:{{{held_briefly}}}")).await;
+            if left > 2_500 {
+                wrong.push(format!("round {round}: server {index}: kept {left} ms"));
+            }
+        }
+        guard.release().await.unwrap();
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The slower servers' answers are awaited on the runtime that acquired. A release on
+/// another runtime, while that one sits idle (a current-thread runtime outside
+/// `block_on`), waits for them only as long as they may take, then goes on.
+#[test]
+fn a_release_on_another_runtime_does_not_wait_for_an_idle_one() {
+    let servers = five();
+    let locker = locker(&servers);
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    idle.block_on(locker.ping()).unwrap();
+    servers[3].pause().unwrap();
+    servers[4].pause().unwrap();
+    let guard = idle
+        .block_on(locker.lock("idle").ttl(Duration::from_secs(30)).acquire())
+        .unwrap();
+    servers[3].resume().unwrap();
+    servers[4].resume().unwrap();
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let released = other
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), guard.release()).await });
+    assert!(matches!(released, Ok(Ok(true))), "{released:?}");
+    drop(idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod ops;
 mod quorum;
 pub(crate) mod redis;
 pub(crate) mod redlock;
+mod stragglers;
 
 use std::borrow::Cow;
 use std::time::Duration;

@@ -15,26 +15,27 @@
 //! - Their `SET NX` still goes out: redis-rs drops a command whose caller went away before
 //!   its connection wrote it, so the task, not the returning caller, owns those requests.
 //!   Otherwise the lock would rest on a bare quorum and be lost at the next server's death.
-//! - A release or extend of that token first waits for the task ([`Stragglers`]), so it
-//!   never reaches a server before that server's `SET NX`: the key would then outlive the
-//!   release for its whole TTL, or keep its first TTL after the extend. Waiting for the
-//!   answer, not relying on the order of one connection, also holds while a connection is
-//!   still being opened or reopened, when redis-rs has not queued either command yet.
+//! - A release, extend or renewal of that token sends to the servers that answered at
+//!   once, and to each slower one after its answer ([`Stragglers`]), so it never reaches
+//!   a server before that server's `SET NX`: the key would then outlive the release for
+//!   its whole TTL, or keep its first TTL after the extend. Waiting for the answer, not
+//!   relying on the order of one connection, also holds while a connection is still being
+//!   opened or reopened, when redis-rs has not queued either command yet.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::quorum::{
     Answer, decide_extend, decide_release, majority_holder, quorum, quorum_remaining, split,
 };
+use super::stragglers::Stragglers;
 use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request, ops};
 use crate::driver::{Server, Timeouts};
 use crate::error::ServerFailure;
@@ -73,82 +74,6 @@ pub(crate) struct Redlock {
     /// Fixed per-server timeout; `None`: 1% of the TTL, clamped to 5-50 ms.
     server_timeout: Option<Duration>,
     stragglers: Arc<Stragglers>,
-}
-
-/// Acquires that returned at the quorum while some servers had not answered yet, by owner
-/// token: a release or extend of the token waits until those servers answered (or timed
-/// out). An entry lives as long as its background task: at most one per-server timeout,
-/// plus the connect timeout for a server that is being connected.
-#[derive(Debug, Default)]
-struct Stragglers {
-    pending: Mutex<HashMap<Box<str>, Outstanding>>,
-}
-
-/// One acquire's outstanding answers: settled when the sender is dropped; bounded by
-/// `until` (see [`Stragglers::settled`]).
-#[derive(Debug, Clone)]
-struct Outstanding {
-    settled: watch::Receiver<()>,
-    until: Instant,
-}
-
-impl Stragglers {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Outstanding>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Registers `token`'s outstanding answers, each of which comes by `until`; they are
-    /// settled when the returned entry is dropped (the task finished, or its runtime
-    /// shut down).
-    fn register(self: &Arc<Self>, token: &str, until: Instant) -> Straggling {
-        let (sender, settled) = watch::channel(());
-        self.pending()
-            .insert(token.into(), Outstanding { settled, until });
-        Straggling {
-            stragglers: self.clone(),
-            token: token.into(),
-            _settled: sender,
-        }
-    }
-
-    /// Waits until every server has answered the acquire of each of `tokens`. At most
-    /// until the last answer's bound: the task that awaits them runs on the runtime that
-    /// acquired, which may sit idle (a current-thread runtime outside `block_on`) while
-    /// another one releases; then nothing it would send goes out before the release.
-    async fn settled<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
-        let outstanding: Vec<Outstanding> = {
-            let pending = self.pending();
-            if pending.is_empty() {
-                return;
-            }
-            tokens
-                .into_iter()
-                .filter_map(|token| pending.get(token).cloned())
-                .collect()
-        };
-        for Outstanding { mut settled, until } in outstanding {
-            // Nothing is ever sent: this returns when the sender is dropped.
-            let _ = tokio::time::timeout_at(until, settled.changed()).await;
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.pending().len()
-    }
-}
-
-/// One acquire's outstanding answers; dropping it settles them.
-struct Straggling {
-    stragglers: Arc<Stragglers>,
-    token: Box<str>,
-    _settled: watch::Sender<()>,
-}
-
-impl Drop for Straggling {
-    fn drop(&mut self) {
-        self.stragglers.pending().remove(&self.token);
-    }
 }
 
 impl Redlock {
@@ -240,9 +165,12 @@ impl Redlock {
     }
 
     /// Runs `operation` on every server at once, each bounded by `limit`, plus the connect
-    /// timeout for a server that has not answered on this runtime yet (connecting).
+    /// timeout for a server that has not answered on this runtime yet (connecting). For
+    /// commands of the owner `tokens`: on a server that had not answered the acquire of
+    /// one of them yet, once it has ([`Stragglers`]); its bound starts then.
     async fn on_all<'a, T, F, Fut>(
         &'a self,
+        tokens: &[&str],
         limit: Option<Duration>,
         operation: F,
     ) -> Vec<Answer<T>>
@@ -250,11 +178,13 @@ impl Redlock {
         F: Fn(&'a Server) -> Fut,
         Fut: Future<Output = Result<T, LockError>> + 'a,
     {
-        join_all(
-            self.servers
-                .iter()
-                .map(|server| bounded(server, limit, operation(server))),
-        )
+        join_all(self.servers.iter().enumerate().map(|(index, server)| {
+            let answer = bounded(server, limit, operation(server));
+            async move {
+                self.stragglers.settled_on(tokens, index).await;
+                answer.await
+            }
+        }))
         .await
     }
 
@@ -277,8 +207,7 @@ impl Redlock {
 
     /// Releases `token`'s key on every server, ignoring failures (the keys expire).
     async fn release_everywhere(&self, keys: &LockKeys, token: &str) {
-        self.stragglers.settled([token]).await;
-        self.on_all(Some(self.timeout()), |server| {
+        self.on_all(&[token], Some(self.timeout()), |server| {
             release_on(server, keys, token)
         })
         .await;
@@ -325,7 +254,7 @@ impl Redlock {
     /// answers (with the time since `started`) once every server answered, or once a
     /// quorum granted and the others had as long again (at least [`MIN_QUORUM_GRACE`]).
     /// The answers still outstanding then are awaited by a background task, registered in
-    /// [`Stragglers`] for the release.
+    /// [`Stragglers`] for the later commands of `token`.
     ///
     /// The grace keeps the common case in this task: healthy servers answer within it, and
     /// handing the last answers to a task (a spawn, and a wake-up for the release that
@@ -344,15 +273,19 @@ impl Redlock {
         let mut outstanding: FuturesUnordered<_> = self
             .servers
             .iter()
-            .map(|server| {
+            .enumerate()
+            .map(|(index, server)| {
                 let (server, request) = (server.clone(), request.clone());
                 async move {
                     let (keys, token) = &*request;
-                    bounded(&server, Some(limit), acquire_on(&server, keys, token, ttl)).await
+                    let answer =
+                        bounded(&server, Some(limit), acquire_on(&server, keys, token, ttl)).await;
+                    (index, answer)
                 }
             })
             .collect();
         let mut answers = Vec::with_capacity(self.servers.len());
+        let mut answered = vec![false; self.servers.len()];
         let mut granted = 0;
         // Once a quorum granted: until when the other servers' answers are still awaited
         // here.
@@ -369,18 +302,21 @@ impl Redlock {
                         let connect = self.servers[0].timeouts().connect;
                         let bound = limit.saturating_mul(2).saturating_add(connect);
                         let until = started.checked_add(bound).unwrap_or(started);
-                        let straggling = self.stragglers.register(token, until);
+                        let slower = (0..answered.len()).filter(|index| !answered[*index]);
+                        let mut straggling = self.stragglers.register(token, slower, until);
                         crate::runtime::spawn_tracked(async move {
-                            let _straggling = straggling;
-                            while outstanding.next().await.is_some() {}
+                            while let Some((index, _)) = outstanding.next().await {
+                                straggling.answered(index);
+                            }
                         });
                         return (answers, started.elapsed());
                     }
                 },
             };
-            let Some(answer) = next else {
+            let Some((index, answer)) = next else {
                 return (answers, started.elapsed());
             };
+            answered[index] = true;
             granted += usize::from(matches!(answer, Ok((true, _))));
             answers.push(answer);
             if grace.is_none() && granted >= self.quorum() {
@@ -431,9 +367,8 @@ impl Redlock {
         keys: &LockKeys,
         token: &str,
     ) -> Result<ReleaseReport, LockError> {
-        self.stragglers.settled([token]).await;
         let answers = self
-            .on_all(Some(self.timeout()), |server| {
+            .on_all(&[token], Some(self.timeout()), |server| {
                 release_on(server, keys, token)
             })
             .await;
@@ -461,9 +396,8 @@ impl Redlock {
             ExtendMode::Add => self.timeout(),
         };
         // Not before the slower servers' SET NX: it would set their TTL afterwards.
-        self.stragglers.settled([token]).await;
         let answers = self
-            .on_all(Some(limit), |server| {
+            .on_all(&[token], Some(limit), |server| {
                 ops::extend(server, keys, token, by, mode)
             })
             .await;
@@ -496,11 +430,9 @@ impl Redlock {
         let chunks =
             u32::try_from(batch.len().div_ceil(ops::RENEWALS_PER_CALL)).unwrap_or(u32::MAX);
         let limit = self.timeout_for(longest).saturating_mul(chunks.max(1));
-        self.stragglers
-            .settled(batch.iter().map(|renewal| renewal.token))
-            .await;
+        let tokens: Vec<&str> = batch.iter().map(|renewal| renewal.token).collect();
         let per_server = self
-            .on_all(Some(limit), |server| async move {
+            .on_all(&tokens, Some(limit), |server| async move {
                 Ok::<_, LockError>(ops::extend_many(server, batch).await)
             })
             .await;
@@ -534,7 +466,7 @@ impl Redlock {
         token: &str,
     ) -> Result<Option<String>, LockError> {
         let answers = self
-            .on_all(Some(self.timeout()), |server| {
+            .on_all(&[], Some(self.timeout()), |server| {
                 ops::holder(server, keys, token)
             })
             .await;
@@ -547,7 +479,9 @@ impl Redlock {
 
     pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
         let answers = self
-            .on_all(Some(self.timeout()), |server| ops::remaining(server, keys))
+            .on_all(&[], Some(self.timeout()), |server| {
+                ops::remaining(server, keys)
+            })
             .await;
         let (mut remaining, failures) = split(answers);
         if remaining.len() < self.quorum() {
@@ -559,7 +493,7 @@ impl Redlock {
 
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
         // No per-server bound: a ping also connects, within the connect timeout.
-        let answers = self.on_all(None, ops::ping).await;
+        let answers = self.on_all(&[], None, ops::ping).await;
         let (answered, failures) = split(answers);
         if answered.len() >= self.quorum() {
             if !failures.is_empty() {
@@ -671,66 +605,5 @@ mod tests {
         assert!(refused.contains("at least 8 ms"), "{refused}");
         assert!(redlock.refuse_ttl(Duration::from_millis(8)).is_none());
         assert!(redlock.refuse_ttl(Duration::from_secs(30)).is_none());
-    }
-
-    #[tokio::test]
-    async fn a_release_waits_for_the_stragglers_and_their_entry_is_reclaimed() {
-        let stragglers = Arc::new(Stragglers::default());
-        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
-        let far = Instant::now() + Duration::from_secs(3600);
-        let straggling = stragglers.register("token-1", far);
-        tokio::spawn(async move {
-            let _straggling = straggling;
-            let _ = finished.await;
-        });
-        assert_eq!(stragglers.len(), 1);
-        // Another token's release does not wait.
-        stragglers.settled(["token-2"]).await;
-        let waiting = tokio::spawn({
-            let stragglers = stragglers.clone();
-            async move { stragglers.settled(["token-2", "token-1"]).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(
-            !waiting.is_finished(),
-            "settled before the stragglers answered"
-        );
-        finish.send(()).unwrap();
-        waiting.await.unwrap();
-        assert_eq!(stragglers.len(), 0);
-    }
-
-    #[test]
-    fn stragglers_of_a_runtime_that_shut_down_are_settled() {
-        let stragglers = Arc::new(Stragglers::default());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let straggling =
-                stragglers.register("token", Instant::now() + Duration::from_secs(3600));
-            tokio::spawn(async move {
-                let _straggling = straggling;
-                std::future::pending::<()>().await;
-            });
-        });
-        assert_eq!(stragglers.len(), 1);
-        drop(runtime);
-        assert_eq!(stragglers.len(), 0);
-        let other = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        other.block_on(stragglers.settled(["token"]));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_wait_for_stragglers_ends_at_their_bound_even_if_their_task_never_runs() {
-        let stragglers = Arc::new(Stragglers::default());
-        let bound = Duration::from_millis(80);
-        let _never_settled = stragglers.register("token", Instant::now() + bound);
-        let started = Instant::now();
-        stragglers.settled(["token"]).await;
-        assert_eq!(started.elapsed(), bound);
     }
 }

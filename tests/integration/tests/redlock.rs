@@ -313,6 +313,38 @@ async fn an_extend_right_after_a_quorum_reaches_the_slower_servers() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// A renewal goes to the servers that granted at once, and to a slower one only after its
+/// answer: waiting for that one before renewing anywhere let a short lock expire on the
+/// healthy majority while a third server was still being connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority() {
+    let servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect();
+    let slow = Proxy::with_connect_delay(servers[2].port(), Duration::from_millis(1500)).await;
+    let mut urls = urls(&servers[..2]);
+    urls.push(slow.url());
+    let locker = Locker::builder()
+        .server_timeout(Duration::from_millis(50))
+        .redlock(urls)
+        .unwrap();
+    let guard = locker
+        .lock("renewed")
+        .ttl(Duration::from_millis(1300))
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let mut left = Vec::new();
+    for server in &servers {
+        left.push(pttl(&server.url(), "lock:{renewed}").await);
+    }
+    assert!(!guard.is_lost(), "lost with 2 of 3 up; PTTLs: {left:?}");
+    assert!(left[..2].iter().all(|left| *left > 0), "{left:?}");
+    assert!(guard.release().await.unwrap());
+}
+
 /// The slower servers' answers are awaited on the runtime that acquired. A release on
 /// another runtime, while that one sits idle (a current-thread runtime outside
 /// `block_on`), waits for them only as long as they may take, then goes on.

@@ -20,7 +20,9 @@
 //!   a server before that server's `SET NX`: the key would then outlive the release for
 //!   its whole TTL, or keep its first TTL after the extend. Waiting for the answer, not
 //!   relying on the order of one connection, also holds while a connection is still being
-//!   opened or reopened, when redis-rs has not queued either command yet.
+//!   opened or reopened, when redis-rs has not queued either command yet. A renewal
+//!   sends there from a background task, so the renewal task, which renews every lock of
+//!   its runtime, never waits for a slow server; the lock counts as silent there.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -430,27 +432,55 @@ impl Redlock {
         let chunks =
             u32::try_from(batch.len().div_ceil(ops::RENEWALS_PER_CALL)).unwrap_or(u32::MAX);
         let limit = self.timeout_for(longest).saturating_mul(chunks.max(1));
+        // A lock whose acquire a server has not answered yet is renewed there in the
+        // background once it has (never before its SET NX), and counts as silent here:
+        // the renewal task must not wait for a slow server while the others decide.
         let tokens: Vec<&str> = batch.iter().map(|renewal| renewal.token).collect();
-        let per_server = self
-            .on_all(&tokens, Some(limit), |server| async move {
-                Ok::<_, LockError>(ops::extend_many(server, batch).await)
-            })
-            .await;
+        let waiting = self.stragglers.waiting(&tokens, self.servers.len());
+        let per_server = join_all(self.servers.iter().zip(&waiting).enumerate().map(
+            |(index, (server, waiting))| async move {
+                if waiting.is_empty() {
+                    return renew_on(server, batch, limit).await;
+                }
+                let later: Vec<Renewal<'_>> = waiting.iter().map(|&lock| batch[lock]).collect();
+                self.renew_once_answered(index, &later, limit);
+                let mut deferred = vec![false; batch.len()];
+                waiting.iter().for_each(|&lock| deferred[lock] = true);
+                let now: Vec<Renewal<'_>> = batch
+                    .iter()
+                    .zip(&deferred)
+                    .filter(|(_, deferred)| !**deferred)
+                    .map(|(renewal, _)| *renewal)
+                    .collect();
+                let mut answers = renew_on(server, &now, limit).await.into_iter();
+                deferred
+                    .iter()
+                    .map(|deferred| match deferred {
+                        true => Err(ServerFailure::Unusable {
+                            server: server.address().to_owned(),
+                            reason: "has not answered this lock's acquire yet; renewed there \
+                                     once it has"
+                                .into(),
+                        }),
+                        false => answers.next().unwrap_or_else(|| {
+                            Err(ServerFailure::Unusable {
+                                server: server.address().to_owned(),
+                                reason: "no answer for this lock in the batch".into(),
+                            })
+                        }),
+                    })
+                    .collect()
+            },
+        ))
+        .await;
         // Turn per-server lists into per-lock answers.
         let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
             .iter()
             .map(|_| Vec::with_capacity(self.servers.len()))
             .collect();
-        for (server, answers) in self.servers.iter().zip(per_server) {
-            match answers {
-                Ok(answers) => {
-                    for (answer, lock) in answers.into_iter().zip(&mut per_lock) {
-                        lock.push(answer.map_err(|error| failure(server, error)));
-                    }
-                }
-                Err(missing) => per_lock
-                    .iter_mut()
-                    .for_each(|lock| lock.push(Err(missing.clone()))),
+        for answers in per_server {
+            for (answer, lock) in answers.into_iter().zip(&mut per_lock) {
+                lock.push(answer);
             }
         }
         batch
@@ -458,6 +488,29 @@ impl Redlock {
             .zip(per_lock)
             .map(|(renewal, answers)| self.decide_extend(renewal.keys, answers))
             .collect()
+    }
+
+    /// Renews `renewals` on server `index` in the background, once it has answered their
+    /// acquires (or at their bound).
+    fn renew_once_answered(&self, index: usize, renewals: &[Renewal<'_>], limit: Duration) {
+        let owned: Vec<(LockKeys, Box<str>, Duration)> = renewals
+            .iter()
+            .map(|renewal| (renewal.keys.clone(), renewal.token.into(), renewal.ttl))
+            .collect();
+        let (server, stragglers) = (self.servers[index].clone(), self.stragglers.clone());
+        crate::runtime::spawn_tracked(async move {
+            let tokens: Vec<&str> = owned.iter().map(|(_, token, _)| &**token).collect();
+            stragglers.settled_on(&tokens, index).await;
+            let renewals: Vec<Renewal<'_>> = owned
+                .iter()
+                .map(|(keys, token, ttl)| Renewal {
+                    keys,
+                    token,
+                    ttl: *ttl,
+                })
+                .collect();
+            renew_on(&server, &renewals, limit).await;
+        });
     }
 
     pub(crate) async fn holder(
@@ -532,6 +585,29 @@ async fn acquire_on(
         .await
         .map_err(|source| server.error(keys.lock_name(), source))?;
     Ok((set != redis::Value::Nil, Remaining::from_pttl(pttl)))
+}
+
+/// One server's answers to a renewal batch, a lock each, within `limit` (none for an
+/// empty batch).
+async fn renew_on(
+    server: &Server,
+    renewals: &[Renewal<'_>],
+    limit: Duration,
+) -> Vec<Answer<Option<Duration>>> {
+    if renewals.is_empty() {
+        return Vec::new();
+    }
+    let answers = bounded(server, Some(limit), async {
+        Ok::<_, LockError>(ops::extend_many(server, renewals).await)
+    })
+    .await;
+    match answers {
+        Ok(answers) => answers
+            .into_iter()
+            .map(|answer| answer.map_err(|error| failure(server, error)))
+            .collect(),
+        Err(missing) => renewals.iter().map(|_| Err(missing.clone())).collect(),
+    }
 }
 
 /// One server's release: owner-checked delete that announces the free.

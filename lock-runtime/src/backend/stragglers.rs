@@ -90,6 +90,28 @@ impl Stragglers {
         }
     }
 
+    /// For each of `servers` servers, the positions in `tokens` of the tokens whose acquire
+    /// it has not answered yet.
+    pub(crate) fn waiting(&self, tokens: &[&str], servers: usize) -> Vec<Vec<usize>> {
+        let mut waiting = vec![Vec::new(); servers];
+        let pending = self.pending();
+        if pending.is_empty() {
+            return waiting;
+        }
+        for (position, token) in tokens.iter().enumerate() {
+            let Some(outstanding) = pending.get(*token) else {
+                continue;
+            };
+            for (server, settled) in &outstanding.servers {
+                // An error: the sender is gone, the server answered.
+                if settled.has_changed().is_ok() && *server < servers {
+                    waiting[*server].push(position);
+                }
+            }
+        }
+        waiting
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.pending().len()
@@ -147,7 +169,14 @@ mod tests {
         three.await.unwrap();
         tokio::task::yield_now().await;
         assert!(!four.is_finished(), "server 4 has not answered");
+        // Positions in the batch, per server: token-1 (position 1) only on server 4 now.
+        let waiting = stragglers.waiting(&["token-2", "token-1", "token-3"], 5);
+        assert_eq!(waiting, vec![vec![], vec![], vec![], vec![], vec![1]]);
         drop(straggling);
+        assert_eq!(
+            stragglers.waiting(&["token-1"], 5),
+            vec![Vec::<usize>::new(); 5]
+        );
         four.await.unwrap();
         assert_eq!(stragglers.len(), 0);
     }

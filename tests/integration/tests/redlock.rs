@@ -313,17 +313,13 @@ async fn an_extend_right_after_a_quorum_reaches_the_slower_servers() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
-/// A renewal goes to the servers that granted at once, and to a slower one only after its
-/// answer, in the background. Waiting for that one before renewing anywhere let a short
-/// lock expire on the healthy majority while a third server was still being connected;
-/// waiting for it before the next renewal did too, at TTLs shorter than the connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority() {
+/// Three servers, the third reached through connections that take `delay` to open, and a
+/// locker over them (not connected yet: its first acquire opens the connections).
+async fn third_slow_to_connect(delay: Duration) -> (Vec<RedisServer>, Locker, Proxy) {
     let servers: Vec<RedisServer> = (0..3)
         .map(|_| RedisServer::start().expect("start redis-server"))
         .collect();
-    // Connected more than twice the TTL after the acquire, within the connect timeout.
-    let slow = Proxy::with_connect_delay(servers[2].port(), Duration::from_millis(2600)).await;
+    let slow = Proxy::with_connect_delay(servers[2].port(), delay).await;
     let mut urls = urls(&servers[..2]);
     urls.push(slow.url());
     let locker = Locker::builder()
@@ -331,6 +327,17 @@ async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority()
         .connect_timeout(Duration::from_secs(5))
         .redlock(urls)
         .unwrap();
+    (servers, locker, slow)
+}
+
+/// A renewal goes to the servers that granted at once, and to a slower one only after its
+/// answer, in the background. Waiting for that one before renewing anywhere let a short
+/// lock expire on the healthy majority while a third server was still being connected;
+/// waiting for it before the next renewal did too, at TTLs shorter than the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority() {
+    // Connected more than twice the TTL after the acquire, within the connect timeout.
+    let (servers, locker, _slow) = third_slow_to_connect(Duration::from_millis(2600)).await;
     let guard = locker
         .lock("renewed")
         .ttl(Duration::from_millis(1200))
@@ -353,19 +360,9 @@ async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority()
 /// there and on the live one, a majority.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_the_others_leave_undecided_counts_the_slower_servers_answer() {
-    let servers: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start().expect("start redis-server"))
-        .collect();
     let ttl = Duration::from_millis(2400);
     // Connected just before the lock would run out: after the renewal's last retry.
-    let slow = Proxy::with_connect_delay(servers[2].port(), Duration::from_millis(2350)).await;
-    let mut urls = urls(&servers[..2]);
-    urls.push(slow.url());
-    let locker = Locker::builder()
-        .server_timeout(Duration::from_millis(50))
-        .connect_timeout(Duration::from_secs(5))
-        .redlock(urls)
-        .unwrap();
+    let (servers, locker, _slow) = third_slow_to_connect(Duration::from_millis(2350)).await;
     let guard = locker
         .lock("renewed")
         .ttl(ttl)

@@ -22,8 +22,7 @@
 //!   relying on the order of one connection, also holds while a connection is still being
 //!   opened or reopened, when redis-rs has not queued either command yet. A renewal
 //!   sends there from a background task, so the renewal task, which renews every lock of
-//!   its runtime, does not wait for a slow server, unless the others leave the lock
-//!   undecided: then it waits for that server's answer and counts it.
+//!   its runtime, never waits for a slow server; the lock counts as silent there.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -433,17 +432,18 @@ impl Redlock {
         let chunks =
             u32::try_from(batch.len().div_ceil(ops::RENEWALS_PER_CALL)).unwrap_or(u32::MAX);
         let limit = self.timeout_for(longest).saturating_mul(chunks.max(1));
-        // A lock whose acquire a server has not answered yet is left out of that server's
-        // part (it must not get there before the SET NX): the renewal task must not wait
-        // for a slow server while the others decide. Only a lock that the others leave
-        // undecided waits for it; the rest are renewed there in the background.
+        // A lock whose acquire a server has not answered yet is renewed there in the
+        // background once it has (never before its SET NX), and counts as silent here:
+        // the renewal task must not wait for a slow server while the others decide.
         let tokens: Vec<&str> = batch.iter().map(|renewal| renewal.token).collect();
         let waiting = self.stragglers.waiting(&tokens, self.servers.len());
-        let mut per_server = join_all(self.servers.iter().zip(&waiting).map(
-            |(server, waiting)| async move {
+        let per_server = join_all(self.servers.iter().zip(&waiting).enumerate().map(
+            |(index, (server, waiting))| async move {
                 if waiting.is_empty() {
                     return renew_on(server, batch, limit).await;
                 }
+                let later: Vec<Renewal<'_>> = waiting.iter().map(|&lock| batch[lock]).collect();
+                self.renew_once_answered(index, &later, limit);
                 let mut deferred = vec![false; batch.len()];
                 waiting.iter().for_each(|&lock| deferred[lock] = true);
                 let now: Vec<Renewal<'_>> = batch
@@ -473,10 +473,6 @@ impl Redlock {
             },
         ))
         .await;
-        if waiting.iter().any(|waiting| !waiting.is_empty()) {
-            self.renew_where_answered(batch, &waiting, &mut per_server, limit)
-                .await;
-        }
         // Turn per-server lists into per-lock answers.
         let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
             .iter()
@@ -492,53 +488,6 @@ impl Redlock {
             .zip(per_lock)
             .map(|(renewal, answers)| self.decide_extend(renewal.keys, answers))
             .collect()
-    }
-
-    /// The second part of a renewal on the servers that still owed some locks an answer
-    /// (`waiting`, per server): a lock the other servers left undecided is renewed there
-    /// once the server answered, and that answer counts (into `per_server`); the others
-    /// are renewed there in the background.
-    async fn renew_where_answered(
-        &self,
-        batch: &[Renewal<'_>],
-        waiting: &[Vec<usize>],
-        per_server: &mut [Vec<Answer<Option<Duration>>>],
-        limit: Duration,
-    ) {
-        let undecided: Vec<bool> = (0..batch.len())
-            .map(|lock| {
-                let answers = per_server.iter().map(|answers| &answers[lock]);
-                let granted: Vec<Duration> = answers
-                    .clone()
-                    .filter_map(|answer| answer.as_ref().ok().copied().flatten())
-                    .collect();
-                let silent = answers.filter(|answer| answer.is_err()).count();
-                decide_extend(self.servers.len(), &granted, silent).is_err()
-            })
-            .collect();
-        let needed = join_all(self.servers.iter().zip(waiting).enumerate().map(
-            |(index, (server, waiting))| {
-                let (needed, later): (Vec<usize>, Vec<usize>) =
-                    waiting.iter().partition(|&&lock| undecided[lock]);
-                if !later.is_empty() {
-                    let later: Vec<Renewal<'_>> = later.iter().map(|&lock| batch[lock]).collect();
-                    self.renew_once_answered(index, &later, limit);
-                }
-                async move {
-                    let renewals: Vec<Renewal<'_>> =
-                        needed.iter().map(|&lock| batch[lock]).collect();
-                    let tokens: Vec<&str> = renewals.iter().map(|renewal| renewal.token).collect();
-                    self.stragglers.settled_on(&tokens, index).await;
-                    (needed, renew_on(server, &renewals, limit).await)
-                }
-            },
-        ))
-        .await;
-        for (answers, (locks, renewed)) in per_server.iter_mut().zip(needed) {
-            for (lock, answer) in locks.into_iter().zip(renewed) {
-                answers[lock] = answer;
-            }
-        }
     }
 
     /// Renews `renewals` on server `index` in the background, once it has answered their

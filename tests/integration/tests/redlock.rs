@@ -355,32 +355,6 @@ async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority()
     assert!(guard.release().await.unwrap());
 }
 
-/// A renewal that the servers which answered the acquire cannot decide (one of two
-/// paused) waits for the server still connecting and counts its answer: the lock is held
-/// there and on the live one, a majority.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renewal_the_others_leave_undecided_counts_the_slower_servers_answer() {
-    let ttl = Duration::from_millis(2400);
-    // Connected just before the lock would run out: after the renewal's last retry.
-    let (servers, locker, _slow) = third_slow_to_connect(Duration::from_millis(2350)).await;
-    let guard = locker
-        .lock("renewed")
-        .ttl(ttl)
-        .auto_renew()
-        .acquire()
-        .await
-        .unwrap();
-    servers[1].pause().unwrap();
-    tokio::time::sleep(ttl * 2).await;
-    let mut left = Vec::new();
-    for server in [&servers[0], &servers[2]] {
-        left.push(pttl(&server.url(), "lock:{renewed}").await);
-    }
-    servers[1].resume().unwrap();
-    assert!(!guard.is_lost(), "lost; PTTLs on servers 0 and 2: {left:?}");
-    assert!(left.iter().all(|left| *left > 0), "{left:?}");
-}
-
 /// The slower servers' answers are awaited on the runtime that acquired. A release on
 /// another runtime, while that one sits idle (a current-thread runtime outside
 /// `block_on`), waits for them only as long as they may take, then goes on.

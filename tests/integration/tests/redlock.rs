@@ -355,6 +355,43 @@ async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority()
     assert!(guard.release().await.unwrap());
 }
 
+/// One lock the answering servers leave undecided (its key gone from one of them: a
+/// restart without persistence, an eviction) while the third server is still connecting
+/// must not hold up the renewal of the runtime's other locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_undecided_renewal_does_not_hold_up_the_others() {
+    let (servers, locker, _slow) = third_slow_to_connect(Duration::from_millis(2600)).await;
+    let ttl = Duration::from_millis(1200);
+    let started = Instant::now();
+    let other = locker
+        .lock("other")
+        .ttl(ttl)
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    let gone = locker
+        .lock("gone")
+        .ttl(ttl)
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg("lock:{gone}")
+        .query_async(&mut raw_connection(&servers[1].url()).await)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(started.elapsed())).await;
+    let mut left = Vec::new();
+    for server in &servers[..2] {
+        left.push(pttl(&server.url(), "lock:{other}").await);
+    }
+    assert!(!other.is_lost(), "PTTLs of the other lock: {left:?}");
+    assert!(left.iter().all(|left| *left > 0), "{left:?}");
+    drop(gone);
+}
+
 /// The slower servers' answers are awaited on the runtime that acquired. A release on
 /// another runtime, while that one sits idle (a current-thread runtime outside
 /// `block_on`), waits for them only as long as they may take, then goes on.

@@ -253,6 +253,14 @@ pub async fn until_free(locker: &Locker, name: &str) -> bool {
     .await
 }
 
+/// `command` on a new connection to the server at `url` (panics on an error).
+pub async fn query<T: redis::FromRedisValue>(url: &str, command: &redis::Cmd) -> T {
+    command
+        .query_async(&mut raw_connection(url).await)
+        .await
+        .unwrap()
+}
+
 /// A plain connection to the server at `url`, for touching keys from outside.
 pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use lock_runtime::testing::RedisServer;
 use lock_runtime::{LockError, Locker};
-use lock_tests_integration::{Fixture, eventually, raw_connection, until_free};
+use lock_tests_integration::{Fixture, eventually, query, until_free};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_lock-worker");
 
@@ -26,11 +26,6 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-async fn query<T: redis::FromRedisValue>(url: &str, command: &redis::Cmd) -> T {
-    let mut redis = raw_connection(url).await;
-    command.query_async(&mut redis).await.unwrap()
 }
 
 /// Every command the server at `url` receives from now on, as MONITOR prints it.

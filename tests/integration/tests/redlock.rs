@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lock_runtime::testing::RedisServer;
 use lock_runtime::{LockError, Locker};
 use lock_tests_integration::proxy::Proxy;
-use lock_tests_integration::{Counter, raw_connection};
+use lock_tests_integration::{Counter, query, raw_connection};
 
 /// Five independent servers.
 fn five() -> Vec<RedisServer> {
@@ -161,11 +161,7 @@ async fn a_hung_server_costs_one_server_timeout() {
 
 /// The lock keys on the server at `url`.
 async fn lock_keys(url: &str) -> Vec<String> {
-    redis::cmd("KEYS")
-        .arg("lock:*")
-        .query_async(&mut raw_connection(url).await)
-        .await
-        .expect("KEYS")
+    query(url, redis::cmd("KEYS").arg("lock:*")).await
 }
 
 /// An acquire waited for every server, so two hung ones cost it their whole per-server
@@ -258,11 +254,7 @@ async fn two_slow_to_connect(servers: &[RedisServer]) -> (Vec<String>, [Proxy; 2
 }
 
 async fn pttl(url: &str, key: &str) -> i64 {
-    redis::cmd("PTTL")
-        .arg(key)
-        .query_async(&mut raw_connection(url).await)
-        .await
-        .expect("PTTL")
+    query(url, redis::cmd("PTTL").arg(key)).await
 }
 
 /// An extend (and a release with a minimum hold, which is one) right after an acquire
@@ -377,11 +369,7 @@ async fn one_undecided_renewal_does_not_hold_up_the_others() {
         .acquire()
         .await
         .unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg("lock:{gone}")
-        .query_async(&mut raw_connection(&servers[1].url()).await)
-        .await
-        .unwrap();
+    let _: i64 = query(&servers[1].url(), redis::cmd("DEL").arg("lock:{gone}")).await;
     tokio::time::sleep(Duration::from_millis(2300).saturating_sub(started.elapsed())).await;
     let mut left = Vec::new();
     for server in &servers[..2] {

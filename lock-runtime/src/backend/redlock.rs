@@ -435,15 +435,14 @@ impl Redlock {
         // A lock whose acquire a server has not answered yet is renewed there in the
         // background once it has (never before its SET NX), and counts as silent here:
         // the renewal task must not wait for a slow server while the others decide.
-        let tokens: Vec<&str> = batch.iter().map(|renewal| renewal.token).collect();
-        let waiting = self.stragglers.waiting(&tokens, self.servers.len());
+        let tokens = batch.iter().map(|renewal| renewal.token);
+        let waiting = self.stragglers.waiting(tokens, self.servers.len());
         let per_server = join_all(self.servers.iter().zip(&waiting).enumerate().map(
             |(index, (server, waiting))| async move {
                 if waiting.is_empty() {
                     return renew_on(server, batch, limit).await;
                 }
-                let later: Vec<Renewal<'_>> = waiting.iter().map(|&lock| batch[lock]).collect();
-                self.renew_once_answered(index, &later, limit);
+                self.renew_once_answered(index, waiting.iter().map(|&lock| &batch[lock]), limit);
                 let mut deferred = vec![false; batch.len()];
                 waiting.iter().for_each(|&lock| deferred[lock] = true);
                 let now: Vec<Renewal<'_>> = batch
@@ -492,9 +491,13 @@ impl Redlock {
 
     /// Renews `renewals` on server `index` in the background, once it has answered their
     /// acquires (or at their bound).
-    fn renew_once_answered(&self, index: usize, renewals: &[Renewal<'_>], limit: Duration) {
+    fn renew_once_answered<'a>(
+        &self,
+        index: usize,
+        renewals: impl Iterator<Item = &'a Renewal<'a>>,
+        limit: Duration,
+    ) {
         let owned: Vec<(LockKeys, Box<str>, Duration)> = renewals
-            .iter()
             .map(|renewal| (renewal.keys.clone(), renewal.token.into(), renewal.ttl))
             .collect();
         let (server, stragglers) = (self.servers[index].clone(), self.stragglers.clone());

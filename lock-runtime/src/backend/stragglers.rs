@@ -67,6 +67,9 @@ impl Stragglers {
     /// current-thread runtime outside `block_on`) while another one releases; then
     /// nothing that task would send goes out before the release.
     pub(crate) async fn settled_on(&self, tokens: &[&str], server: usize) {
+        if tokens.is_empty() {
+            return; // a read: no lock on the map per server and operation
+        }
         let waits: Vec<(watch::Receiver<()>, Instant)> = {
             let pending = self.pending();
             if pending.is_empty() {
@@ -91,15 +94,19 @@ impl Stragglers {
     }
 
     /// For each of `servers` servers, the positions in `tokens` of the tokens whose acquire
-    /// it has not answered yet.
-    pub(crate) fn waiting(&self, tokens: &[&str], servers: usize) -> Vec<Vec<usize>> {
+    /// it has not answered yet. Reads nothing of `tokens` when no acquire is outstanding.
+    pub(crate) fn waiting<'a>(
+        &self,
+        tokens: impl IntoIterator<Item = &'a str>,
+        servers: usize,
+    ) -> Vec<Vec<usize>> {
         let mut waiting = vec![Vec::new(); servers];
         let pending = self.pending();
         if pending.is_empty() {
             return waiting;
         }
-        for (position, token) in tokens.iter().enumerate() {
-            let Some(outstanding) = pending.get(*token) else {
+        for (position, token) in tokens.into_iter().enumerate() {
+            let Some(outstanding) = pending.get(token) else {
                 continue;
             };
             for (server, settled) in &outstanding.servers {
@@ -170,11 +177,11 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!four.is_finished(), "server 4 has not answered");
         // Positions in the batch, per server: token-1 (position 1) only on server 4 now.
-        let waiting = stragglers.waiting(&["token-2", "token-1", "token-3"], 5);
+        let waiting = stragglers.waiting(["token-2", "token-1", "token-3"], 5);
         assert_eq!(waiting, vec![vec![], vec![], vec![], vec![], vec![1]]);
         drop(straggling);
         assert_eq!(
-            stragglers.waiting(&["token-1"], 5),
+            stragglers.waiting(["token-1"], 5),
             vec![Vec::<usize>::new(); 5]
         );
         four.await.unwrap();

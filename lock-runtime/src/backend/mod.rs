@@ -8,6 +8,7 @@ mod ops;
 mod quorum;
 pub(crate) mod redis;
 pub(crate) mod redlock;
+mod round;
 mod stragglers;
 
 use std::borrow::Cow;
@@ -104,7 +105,9 @@ pub struct ReleaseReport {
     /// released. `false`: it had expired or been taken, so the work done under it was not
     /// fully protected.
     pub held: bool,
-    /// How many servers still held the key for this owner and released it.
+    /// How many servers still held the key for this owner and released it. On Redlock,
+    /// of those that answered before the release was decided: the others are released
+    /// in the background.
     pub servers_held: usize,
     /// How many servers the lock lives on.
     pub servers: usize,

@@ -7,29 +7,30 @@
 //! token, so a late clean-up of a failed attempt cannot delete what a later one won. The
 //! decisions from the servers' answers are pure functions, tested below.
 //!
-//! An acquire does not wait for a slow or hung minority: once a quorum granted, the other
-//! servers get as long again as the quorum took (at least 1 ms), and the answers still
-//! missing then are awaited by a background task (each bounded, as before). Two things
-//! make that safe:
+//! No operation waits for a slow, hung or unreachable minority once the others decided it
+//! ([`until_decided`]): the other servers get as long again as the decision took (at
+//! least 1 ms), and the requests still outstanding then are awaited by a background task
+//! (each bounded, as before); they count as silent. Three things make that safe:
 //!
-//! - Their `SET NX` still goes out: redis-rs drops a command whose caller went away before
+//! - Their commands still go out: redis-rs drops a command whose caller went away before
 //!   its connection wrote it, so the task, not the returning caller, owns those requests.
-//!   Otherwise the lock would rest on a bare quorum and be lost at the next server's death.
-//! - A release, extend or renewal of that token sends to the servers that answered at
-//!   once, and to each slower one after its answer ([`Stragglers`]), so it never reaches
-//!   a server before that server's `SET NX`: the key would then outlive the release for
-//!   its whole TTL, or keep its first TTL after the extend. Waiting for the answer, not
-//!   relying on the order of one connection, also holds while a connection is still being
-//!   opened or reopened, when redis-rs has not queued either command yet. A renewal
-//!   sends there from a background task, so the renewal task, which renews every lock of
-//!   its runtime, never waits for a slow server; the lock counts as silent there.
+//!   Otherwise a lock would rest on a bare quorum and be lost at the next server's death.
+//! - A release, extend or renewal of a token sends to the servers that answered its
+//!   acquire at once, and to each slower one after its answer ([`Stragglers`]), so it
+//!   never reaches a server before that server's `SET NX`: the key would then outlive the
+//!   release for its whole TTL, or keep its first TTL after the extend. Waiting for the
+//!   answer, not relying on the order of one connection, also holds while a connection is
+//!   still being opened or reopened, when redis-rs has not queued either command yet. A
+//!   renewal sends there from a background task, so the renewal task, which renews every
+//!   lock of its runtime, never waits for a slow server; the lock counts as silent there.
+//! - Every command after the `SET NX` is owner-checked, so one that reaches its server
+//!   late (a release after the lock went to someone else) changes nothing.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
@@ -37,6 +38,7 @@ use tokio::time::Instant;
 use super::quorum::{
     Answer, decide_extend, decide_release, majority_holder, quorum, quorum_remaining, split,
 };
+use super::round::{finish_in_background, until_decided};
 use super::stragglers::Stragglers;
 use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request, ops};
 use crate::driver::{Server, Timeouts};
@@ -61,9 +63,6 @@ pub(crate) const NO_SEMAPHORE: &str = "a semaphore needs one count of its holder
 
 pub(crate) const NO_ANNOUNCEMENTS: &str = "Redlock has no single server to announce a leader on: leader election needs epochs \
      (fencing tokens), which a Redlock quorum cannot issue";
-
-/// The least time an acquire that a quorum granted still waits for the other servers.
-const MIN_QUORUM_GRACE: Duration = Duration::from_millis(1);
 
 /// The per-server timeout bounds when it is derived from the TTL.
 const MIN_SERVER_TIMEOUT: Duration = Duration::from_millis(5);
@@ -166,13 +165,11 @@ impl Redlock {
         ))
     }
 
-    /// Runs `operation` on every server at once, each bounded by `limit`, plus the connect
-    /// timeout for a server that has not answered on this runtime yet (connecting). For
-    /// commands of the owner `tokens`: on a server that had not answered the acquire of
-    /// one of them yet, once it has ([`Stragglers`]); its bound starts then.
+    /// Runs the read `operation` on every server at once, each bounded by `limit`, plus the
+    /// connect timeout for a server that has not answered on this runtime yet
+    /// (connecting), and returns every answer.
     async fn on_all<'a, T, F, Fut>(
         &'a self,
-        tokens: &[&str],
         limit: Option<Duration>,
         operation: F,
     ) -> Vec<Answer<T>>
@@ -180,14 +177,72 @@ impl Redlock {
         F: Fn(&'a Server) -> Fut,
         Fut: Future<Output = Result<T, LockError>> + 'a,
     {
-        join_all(self.servers.iter().enumerate().map(|(index, server)| {
-            let answer = bounded(server, limit, operation(server));
-            async move {
-                self.stragglers.settled_on(tokens, index).await;
-                answer.await
-            }
-        }))
+        join_all(
+            self.servers
+                .iter()
+                .map(|server| bounded(server, limit, operation(server))),
+        )
         .await
+    }
+
+    /// Runs `operation` for the owner `token` on every server at once, each bounded by
+    /// `limit` (plus the connect timeout while connecting), and returns once the answers
+    /// are `decided` and the other servers had as long again ([`until_decided`]). On a
+    /// server that had not answered `token`'s acquire yet, the operation waits for that
+    /// answer first ([`Stragglers`]), and its bound starts then.
+    ///
+    /// The requests still outstanding then go on in the background: an owner-checked
+    /// command that reaches its server late changes nothing another owner holds. Their
+    /// answers count as silent.
+    async fn owner_round<T, Op, Fut>(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+        limit: Duration,
+        operation: Op,
+        decided: impl Fn(&[Option<Answer<T>>]) -> bool,
+    ) -> Vec<Answer<T>>
+    where
+        Op: Fn(Arc<Server>, Arc<(LockKeys, String)>) -> Fut,
+        Fut: Future<Output = Result<T, LockError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let started = Instant::now();
+        // Owned, so that the outstanding requests can outlive this call.
+        let request = Arc::new((keys.clone(), token.to_owned()));
+        let requests: FuturesUnordered<_> = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(index, server)| {
+                let answer = operation(server.clone(), request.clone());
+                let (server, request) = (server.clone(), request.clone());
+                let stragglers = self.stragglers.clone();
+                async move {
+                    stragglers.settled_on(&[&request.1], index).await;
+                    (index, bounded(&server, Some(limit), answer).await)
+                }
+            })
+            .collect();
+        let round = until_decided(self.servers.len(), requests, started, None, decided).await;
+        let answers = round
+            .answers
+            .into_iter()
+            .enumerate()
+            .map(|(index, answer)| answer.unwrap_or_else(|| Err(self.undecided(index))))
+            .collect();
+        finish_in_background(round.outstanding, |_| {});
+        answers
+    }
+
+    /// What a server that had not answered when the others decided counts as.
+    fn undecided(&self, index: usize) -> ServerFailure {
+        ServerFailure::Unusable {
+            server: self.servers[index].address().to_owned(),
+            reason: "had not answered when the other servers decided; the command goes on \
+                     in the background"
+                .into(),
+        }
     }
 
     fn no_quorum(
@@ -207,12 +262,36 @@ impl Redlock {
         }
     }
 
-    /// Releases `token`'s key on every server, ignoring failures (the keys expire).
-    async fn release_everywhere(&self, keys: &LockKeys, token: &str) {
-        self.on_all(&[token], Some(self.timeout()), |server| {
-            release_on(server, keys, token)
-        })
-        .await;
+    /// Releases `token`'s key on every server; the outcome: whether a quorum held it and
+    /// the answers, the slower servers' as silent (decided on, as [`decide_release`]).
+    async fn release_everywhere(
+        &self,
+        keys: &LockKeys,
+        token: &str,
+    ) -> (Option<bool>, Vec<Answer<bool>>) {
+        let servers = self.servers.len();
+        let tally = |answers: &[Option<Answer<bool>>]| {
+            let held = answers
+                .iter()
+                .filter(|a| matches!(a, Some(Ok(true))))
+                .count();
+            let silent = answers.iter().filter(|a| !matches!(a, Some(Ok(_)))).count();
+            decide_release(servers, held, silent)
+        };
+        let release = |server: Arc<Server>, request: Arc<(LockKeys, String)>| async move {
+            release_on(&server, &request.0, &request.1).await
+        };
+        let answers = self
+            .owner_round(keys, token, self.timeout(), release, |answers| {
+                tally(answers).is_some()
+            })
+            .await;
+        let outcome = decide_release(
+            servers,
+            answers.iter().filter(|a| matches!(a, Ok(true))).count(),
+            answers.iter().filter(|a| a.is_err()).count(),
+        );
+        (outcome, answers)
     }
 
     pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
@@ -224,14 +303,16 @@ impl Redlock {
         let (answers, elapsed) = self
             .acquire_until_quorum(keys, token, ttl, limit, started)
             .await;
+        let missing = self.servers.len() - answers.len();
         let (attempts, failures) = split(answers);
         let granted = attempts.iter().filter(|(won, _)| *won).count();
         let validity = ttl.checked_sub(elapsed + self.drift(ttl));
         if granted >= self.quorum() && validity.is_some_and(|left| !left.is_zero()) {
             return Ok(Attempt::Won { fence: None });
         }
-        if granted > 0 || !failures.is_empty() {
-            // Failures too: a server that timed out may have set the key.
+        if granted > 0 || !failures.is_empty() || missing > 0 {
+            // Failures too: a server that timed out may have set the key; and so may the
+            // ones that had not answered yet.
             self.release_everywhere(keys, token).await;
         }
         if attempts.len() < self.quorum() {
@@ -254,14 +335,12 @@ impl Redlock {
 
     /// Sends the acquire to every server at once, each bounded by `limit`, and returns the
     /// answers (with the time since `started`) once every server answered, or once a
-    /// quorum granted and the others had as long again (at least [`MIN_QUORUM_GRACE`]).
+    /// quorum granted or refused and the others had as long again ([`until_decided`]).
     /// The answers still outstanding then are awaited by a background task, registered in
     /// [`Stragglers`] for the later commands of `token`.
     ///
-    /// The grace keeps the common case in this task: healthy servers answer within it, and
-    /// handing the last answers to a task (a spawn, and a wake-up for the release that
-    /// waits for it) measured slower than waiting for them. A hung or far server costs the
-    /// acquire about the quorum's time again instead of its per-server timeout.
+    /// A hung or far server costs the acquire about the quorum's time again instead of its
+    /// per-server timeout.
     async fn acquire_until_quorum(
         &self,
         keys: &LockKeys,
@@ -272,7 +351,7 @@ impl Redlock {
     ) -> (Vec<Answer<(bool, Remaining)>>, Duration) {
         // Owned, so that the outstanding requests can outlive this call.
         let request = Arc::new((keys.clone(), token.to_owned()));
-        let mut outstanding: FuturesUnordered<_> = self
+        let requests: FuturesUnordered<_> = self
             .servers
             .iter()
             .enumerate()
@@ -286,45 +365,30 @@ impl Redlock {
                 }
             })
             .collect();
-        let mut answers = Vec::with_capacity(self.servers.len());
-        let mut answered = vec![false; self.servers.len()];
-        let mut granted = 0;
-        // Once a quorum granted: until when the other servers' answers are still awaited
-        // here.
-        let mut grace: Option<Instant> = None;
-        loop {
-            let next = match grace {
-                None => outstanding.next().await,
-                Some(until) => match tokio::time::timeout_at(until, outstanding.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        // Each outstanding answer is bounded by `limit`, plus the connect
-                        // timeout while connecting; and one more `limit` for its task to
-                        // be scheduled.
-                        let connect = self.servers[0].timeouts().connect;
-                        let bound = limit.saturating_mul(2).saturating_add(connect);
-                        let until = started.checked_add(bound).unwrap_or(started);
-                        let slower = (0..answered.len()).filter(|index| !answered[*index]);
-                        let mut straggling = self.stragglers.register(token, slower, until);
-                        crate::runtime::spawn_tracked(async move {
-                            while let Some((index, _)) = outstanding.next().await {
-                                straggling.answered(index);
-                            }
-                        });
-                        return (answers, started.elapsed());
-                    }
-                },
+        let quorum = self.quorum();
+        let round = until_decided(self.servers.len(), requests, started, None, |answers| {
+            let count = |granted: bool| {
+                let said = |answer: &&Option<Answer<(bool, Remaining)>>| {
+                    matches!(answer, Some(Ok((won, _))) if *won == granted)
+                };
+                answers.iter().filter(said).count()
             };
-            let Some((index, answer)) = next else {
-                return (answers, started.elapsed());
-            };
-            answered[index] = true;
-            granted += usize::from(matches!(answer, Ok((true, _))));
-            answers.push(answer);
-            if grace.is_none() && granted >= self.quorum() {
-                grace = Some(Instant::now() + started.elapsed().max(MIN_QUORUM_GRACE));
-            }
+            count(true) >= quorum || count(false) >= quorum
+        })
+        .await;
+        let elapsed = started.elapsed();
+        if !round.outstanding.is_empty() {
+            // Each outstanding answer is bounded by `limit`, plus the connect timeout
+            // while connecting; and one more `limit` for its task to be scheduled.
+            let connect = self.servers[0].timeouts().connect;
+            let bound = limit.saturating_mul(2).saturating_add(connect);
+            let until = started.checked_add(bound).unwrap_or(started);
+            let mut straggling = self.stragglers.register(token, round.missing(), until);
+            finish_in_background(round.outstanding, move |index| {
+                straggling.answered(index);
+            });
         }
+        (round.answers.into_iter().flatten().collect(), elapsed)
     }
 
     /// Waiters do not queue: they hear frees on the lock's channel, on one live server
@@ -369,14 +433,10 @@ impl Redlock {
         keys: &LockKeys,
         token: &str,
     ) -> Result<ReleaseReport, LockError> {
-        let answers = self
-            .on_all(&[token], Some(self.timeout()), |server| {
-                release_on(server, keys, token)
-            })
-            .await;
+        let (outcome, answers) = self.release_everywhere(keys, token).await;
         let (released, failures) = split(answers);
         let servers_held = released.iter().filter(|held| **held).count();
-        match decide_release(self.servers.len(), servers_held, failures.len()) {
+        match outcome {
             Some(held) => Ok(ReleaseReport {
                 held,
                 servers_held,
@@ -398,9 +458,21 @@ impl Redlock {
             ExtendMode::Add => self.timeout(),
         };
         // Not before the slower servers' SET NX: it would set their TTL afterwards.
+        let extend = |server: Arc<Server>, request: Arc<(LockKeys, String)>| async move {
+            ops::extend(&server, &request.0, &request.1, by, mode).await
+        };
+        let servers = self.servers.len();
         let answers = self
-            .on_all(&[token], Some(limit), |server| {
-                ops::extend(server, keys, token, by, mode)
+            .owner_round(keys, token, limit, extend, |answers| {
+                let granted: Vec<Duration> = answers
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .flatten()
+                    .copied()
+                    .collect();
+                let silent = answers.iter().filter(|a| !matches!(a, Some(Ok(_)))).count();
+                decide_extend(servers, &granted, silent).is_ok()
             })
             .await;
         self.decide_extend(keys, answers)
@@ -432,46 +504,62 @@ impl Redlock {
         let chunks =
             u32::try_from(batch.len().div_ceil(ops::RENEWALS_PER_CALL)).unwrap_or(u32::MAX);
         let limit = self.timeout_for(longest).saturating_mul(chunks.max(1));
+        let started = Instant::now();
+        // Owned, so that a slower server's part can outlive the round.
+        let owned: OwnedBatch = batch
+            .iter()
+            .map(|renewal| (renewal.keys.clone(), renewal.token.into(), renewal.ttl))
+            .collect();
         // A lock whose acquire a server has not answered yet is renewed there in the
         // background once it has (never before its SET NX), and counts as silent here:
         // the renewal task must not wait for a slow server while the others decide.
         let tokens = batch.iter().map(|renewal| renewal.token);
         let waiting = self.stragglers.waiting(tokens, self.servers.len());
-        let per_server = join_all(self.servers.iter().zip(&waiting).enumerate().map(
-            |(index, (server, waiting))| async move {
-                if waiting.is_empty() {
-                    return renew_on(server, batch, limit).await;
+        let requests: FuturesUnordered<_> = self
+            .servers
+            .iter()
+            .zip(waiting)
+            .enumerate()
+            .map(|(index, (server, waiting))| {
+                let deferred = (!waiting.is_empty()).then(|| {
+                    self.renew_once_answered(index, &owned, &waiting, limit);
+                    let mut deferred = vec![false; owned.len()];
+                    waiting.iter().for_each(|&lock| deferred[lock] = true);
+                    deferred
+                });
+                let (server, owned) = (server.clone(), owned.clone());
+                async move { (index, renew_now(&server, &owned, deferred, limit).await) }
+            })
+            .collect();
+        // Every lock decided: renewed by a quorum, or refused by so many that the rest
+        // cannot make one. And never longer than a connected server's bound: past it, only
+        // servers still being connected are left, and waiting for them would hold up the
+        // renewal of every other lock of this runtime.
+        let quorum = self.quorum();
+        let decided = |answers: &[Option<Vec<Answer<Option<Duration>>>>]| {
+            (0..owned.len()).all(|lock| {
+                let (mut granted, mut maybe) = (0, 0);
+                for answer in answers {
+                    match answer.as_ref().map(|answers| &answers[lock]) {
+                        Some(Ok(Some(_))) => granted += 1,
+                        Some(Ok(None)) => {}
+                        Some(Err(_)) | None => maybe += 1,
+                    }
                 }
-                self.renew_once_answered(index, waiting.iter().map(|&lock| &batch[lock]), limit);
-                let mut deferred = vec![false; batch.len()];
-                waiting.iter().for_each(|&lock| deferred[lock] = true);
-                let now: Vec<Renewal<'_>> = batch
-                    .iter()
-                    .zip(&deferred)
-                    .filter(|(_, deferred)| !**deferred)
-                    .map(|(renewal, _)| *renewal)
-                    .collect();
-                let mut answers = renew_on(server, &now, limit).await.into_iter();
-                deferred
-                    .iter()
-                    .map(|deferred| match deferred {
-                        true => Err(ServerFailure::Unusable {
-                            server: server.address().to_owned(),
-                            reason: "has not answered this lock's acquire yet; renewed there \
-                                     once it has"
-                                .into(),
-                        }),
-                        false => answers.next().unwrap_or_else(|| {
-                            Err(ServerFailure::Unusable {
-                                server: server.address().to_owned(),
-                                reason: "no answer for this lock in the batch".into(),
-                            })
-                        }),
-                    })
-                    .collect()
-            },
-        ))
-        .await;
+                granted >= quorum || granted + maybe < quorum
+            })
+        };
+        let cap = Some(started + limit);
+        let round = until_decided(self.servers.len(), requests, started, cap, decided).await;
+        let per_server: Vec<Vec<Answer<Option<Duration>>>> = round
+            .answers
+            .into_iter()
+            .enumerate()
+            .map(|(index, answers)| {
+                answers.unwrap_or_else(|| vec![Err(self.undecided(index)); owned.len()])
+            })
+            .collect();
+        finish_in_background(round.outstanding, |_| {});
         // Turn per-server lists into per-lock answers.
         let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
             .iter()
@@ -489,28 +577,23 @@ impl Redlock {
             .collect()
     }
 
-    /// Renews `renewals` on server `index` in the background, once it has answered their
-    /// acquires (or at their bound).
-    fn renew_once_answered<'a>(
+    /// Renews the locks at `positions` of `owned` on server `index` in the background,
+    /// once it has answered their acquires (or at their bound).
+    fn renew_once_answered(
         &self,
         index: usize,
-        renewals: impl Iterator<Item = &'a Renewal<'a>>,
+        owned: &OwnedBatch,
+        positions: &[usize],
         limit: Duration,
     ) {
-        let owned: Vec<(LockKeys, Box<str>, Duration)> = renewals
-            .map(|renewal| (renewal.keys.clone(), renewal.token.into(), renewal.ttl))
-            .collect();
         let (server, stragglers) = (self.servers[index].clone(), self.stragglers.clone());
+        let (owned, positions) = (owned.clone(), positions.to_vec());
         crate::runtime::spawn_tracked(async move {
-            let tokens: Vec<&str> = owned.iter().map(|(_, token, _)| &**token).collect();
+            let tokens: Vec<&str> = positions.iter().map(|&lock| &*owned[lock].1).collect();
             stragglers.settled_on(&tokens, index).await;
-            let renewals: Vec<Renewal<'_>> = owned
+            let renewals: Vec<Renewal<'_>> = positions
                 .iter()
-                .map(|(keys, token, ttl)| Renewal {
-                    keys,
-                    token,
-                    ttl: *ttl,
-                })
+                .map(|&lock| renewal(&owned[lock]))
                 .collect();
             renew_on(&server, &renewals, limit).await;
         });
@@ -522,7 +605,7 @@ impl Redlock {
         token: &str,
     ) -> Result<Option<String>, LockError> {
         let answers = self
-            .on_all(&[], Some(self.timeout()), |server| {
+            .on_all(Some(self.timeout()), |server| {
                 ops::holder(server, keys, token)
             })
             .await;
@@ -535,9 +618,7 @@ impl Redlock {
 
     pub(crate) async fn remaining(&self, keys: &LockKeys) -> Result<Remaining, LockError> {
         let answers = self
-            .on_all(&[], Some(self.timeout()), |server| {
-                ops::remaining(server, keys)
-            })
+            .on_all(Some(self.timeout()), |server| ops::remaining(server, keys))
             .await;
         let (mut remaining, failures) = split(answers);
         if remaining.len() < self.quorum() {
@@ -549,7 +630,7 @@ impl Redlock {
 
     pub(crate) async fn ping(&self) -> Result<(), LockError> {
         // No per-server bound: a ping also connects, within the connect timeout.
-        let answers = self.on_all(&[], None, ops::ping).await;
+        let answers = self.on_all(None, ops::ping).await;
         let (answered, failures) = split(answers);
         if answered.len() >= self.quorum() {
             if !failures.is_empty() {
@@ -588,6 +669,56 @@ async fn acquire_on(
         .await
         .map_err(|source| server.error(keys.lock_name(), source))?;
     Ok((set != redis::Value::Nil, Remaining::from_pttl(pttl)))
+}
+
+/// A renewal batch, owned: each lock's keys, owner token and TTL.
+type OwnedBatch = Arc<[(LockKeys, Box<str>, Duration)]>;
+
+fn renewal(owned: &(LockKeys, Box<str>, Duration)) -> Renewal<'_> {
+    let (keys, token, ttl) = owned;
+    Renewal {
+        keys,
+        token,
+        ttl: *ttl,
+    }
+}
+
+/// One server's answers to a renewal batch, a lock each: the `deferred` ones (whose
+/// acquire the server has not answered yet) count as silent, the others are renewed now,
+/// within `limit`.
+async fn renew_now(
+    server: &Server,
+    owned: &[(LockKeys, Box<str>, Duration)],
+    deferred: Option<Vec<bool>>,
+    limit: Duration,
+) -> Vec<Answer<Option<Duration>>> {
+    let Some(deferred) = deferred else {
+        let renewals: Vec<Renewal<'_>> = owned.iter().map(renewal).collect();
+        return renew_on(server, &renewals, limit).await;
+    };
+    let renewals: Vec<Renewal<'_>> = owned
+        .iter()
+        .zip(&deferred)
+        .filter(|(_, deferred)| !**deferred)
+        .map(|(owned, _)| renewal(owned))
+        .collect();
+    let mut answers = renew_on(server, &renewals, limit).await.into_iter();
+    deferred
+        .iter()
+        .map(|deferred| match deferred {
+            true => Err(ServerFailure::Unusable {
+                server: server.address().to_owned(),
+                reason: "has not answered this lock's acquire yet; renewed there once it has"
+                    .into(),
+            }),
+            false => answers.next().unwrap_or_else(|| {
+                Err(ServerFailure::Unusable {
+                    server: server.address().to_owned(),
+                    reason: "no answer for this lock in the batch".into(),
+                })
+            }),
+        })
+        .collect()
 }
 
 /// One server's answers to a renewal batch, a lock each, within `limit` (none for an

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use lock_runtime::testing::RedisServer;
 use lock_runtime::{LockError, Locker};
 use lock_tests_integration::proxy::Proxy;
-use lock_tests_integration::{Counter, query, raw_connection};
+use lock_tests_integration::{Counter, eventually, query, raw_connection};
 
 /// Five independent servers.
 fn five() -> Vec<RedisServer> {
@@ -166,8 +166,8 @@ async fn lock_keys(url: &str) -> Vec<String> {
 
 /// An acquire waited for every server, so two hung ones cost it their whole per-server
 /// timeout although three had granted at once. It returns on the quorum; the hung
-/// servers still get the `SET NX` when they wake, and the release, which waits for
-/// their answers, removes the key there too.
+/// servers still get the `SET NX` when they wake, and the release, which reaches them
+/// after their answers, removes the key there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acquire_returns_once_a_quorum_granted() {
     let servers = five();
@@ -191,22 +191,40 @@ async fn an_acquire_returns_once_a_quorum_granted() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     servers[1].resume().unwrap();
     servers[3].resume().unwrap();
+    for woken in [&servers[1], &servers[3]] {
+        let granted = eventually(Duration::from_secs(10), || async {
+            !lock_keys(&woken.url()).await.is_empty()
+        });
+        assert!(granted.await, "the woken servers granted too");
+    }
     let released = guard.release_report().await.unwrap();
     assert!(released.held);
-    assert_eq!(released.servers_held, 5, "the woken servers granted too");
-    for server in &servers {
-        let left = lock_keys(&server.url()).await;
-        assert!(left.is_empty(), "{}: {left:?}", server.url());
-    }
+    assert!(released.servers_held >= 3, "{released:?}");
+    assert!(released_everywhere(&servers).await);
+}
+
+/// Whether no server has a lock key left, within 10 s (what the slower servers were
+/// sent goes on in the background).
+async fn released_everywhere(servers: &[RedisServer]) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        for server in servers {
+            if !lock_keys(&server.url()).await.is_empty() {
+                return false;
+            }
+        }
+        true
+    })
+    .await
 }
 
 /// The slow servers of an acquire that returned at the quorum may not even be connected
 /// yet, and then redis-rs has queued neither their `SET NX` nor a release sent right
 /// after: whichever its connection takes first goes first. A release that overtook the
-/// `SET NX` would leave that server's key for its whole TTL. The release waits for the
-/// slow servers' answers instead, each time.
+/// `SET NX` would leave that server's key for its whole TTL. The release reaches each
+/// slow server after that server's answer instead, each time (in the background: it
+/// returns on the three that decided).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_right_after_a_quorum_waits_for_the_servers_still_connecting() {
+async fn a_release_right_after_a_quorum_reaches_the_servers_still_connecting_after_their_set_nx() {
     let servers = five();
     let (urls, _slow) = two_slow_to_connect(&servers).await;
     for round in 0..5 {
@@ -229,14 +247,8 @@ async fn a_release_right_after_a_quorum_waits_for_the_servers_still_connecting()
         }
         let released = guard.release_report().await.unwrap();
         assert!(released.held);
-        assert_eq!(
-            released.servers_held, 5,
-            "round {round}: released everywhere"
-        );
-    }
-    for server in &servers {
-        let left = lock_keys(&server.url()).await;
-        assert!(left.is_empty(), "{}: {left:?}", server.url());
+        assert!(released.servers_held >= 3, "round {round}: {released:?}");
+        assert!(released_everywhere(&servers).await, "round {round}");
     }
 }
 
@@ -258,10 +270,10 @@ async fn pttl(url: &str, key: &str) -> i64 {
 }
 
 /// An extend (and a release with a minimum hold, which is one) right after an acquire
-/// that returned on the quorum also waits for the slower servers' answers: otherwise,
-/// while their connections open, it can reach them before their `SET NX`, and they keep
-/// the first TTL (the lock then rests on a bare quorum when it runs out) or the key for
-/// its whole TTL after `release_after`.
+/// that returned on the quorum also reaches the slower servers after their answers:
+/// otherwise, while their connections open, it can reach them before their `SET NX`, and
+/// they keep the first TTL (the lock then rests on a bare quorum when it runs out) or the
+/// key for its whole TTL after `release_after`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extend_right_after_a_quorum_reaches_the_slower_servers() {
     let servers = five();
@@ -288,6 +300,22 @@ async fn an_extend_right_after_a_quorum_reaches_the_slower_servers() {
             .await
             .unwrap();
         assert!(brief.release_after(Duration::from_secs(2)).await.unwrap());
+        // What the slow servers were sent goes on in the background.
+        let extended_key = format!("lock:{{{extended}}}");
+        let brief_key = format!("lock:{{{held_briefly}}}");
+        eventually(Duration::from_secs(10), || async {
+            for server in &servers {
+                let (extended, brief) = (
+                    pttl(&server.url(), &extended_key).await,
+                    pttl(&server.url(), &brief_key).await,
+                );
+                if extended < 30_000 || brief > 2_500 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
         for (index, server) in servers.iter().enumerate() {
             let left = pttl(&server.url(), &format!("lock:{{{extended}}}")).await;
             if left < 30_000 {
@@ -747,4 +775,88 @@ async fn a_huge_server_timeout_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("at least 3030306 ms"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// Three servers and two that accept connections but never answer (a host that dropped
+/// off the network, a server paused before this locker first reached it): each command
+/// there waits out the connect timeout. Once the three decided, neither an extend nor a
+/// release waits for those two; their part goes on in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_minority_holds_up_neither_an_extend_nor_a_release() {
+    let servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect();
+    let hour = Duration::from_secs(3_600);
+    let dead = [
+        Proxy::with_connect_delay(servers[0].port(), hour).await,
+        Proxy::with_connect_delay(servers[1].port(), hour).await,
+    ];
+    let mut urls = urls(&servers);
+    urls.extend(dead.iter().map(Proxy::url));
+    let locker = Locker::builder()
+        .connect_timeout(Duration::from_secs(20))
+        .redlock(urls)
+        .unwrap();
+    // Twice: the second time the dead servers are no longer the acquire's stragglers.
+    for round in 0..2 {
+        let acquire = locker
+            .lock("order:dead")
+            .ttl(Duration::from_secs(60))
+            .acquire();
+        let guard = soon(round, "acquire", acquire).await.unwrap();
+        soon(round, "extend", guard.extend(hour)).await.unwrap();
+        for server in &servers {
+            let left = pttl(&server.url(), "lock:{order:dead}").await;
+            assert!(left > 600_000, "round {round}: {}: {left} ms", server.url());
+        }
+        let released = soon(round, "release", guard.release_report())
+            .await
+            .unwrap();
+        assert!(released.held);
+        assert_eq!(released.servers_held, 3, "round {round}");
+        for server in &servers {
+            let left = lock_keys(&server.url()).await;
+            assert!(left.is_empty(), "round {round}: {}: {left:?}", server.url());
+        }
+    }
+}
+
+/// `operation`'s result, if it came well before the connect timeout.
+async fn soon<T>(round: usize, what: &str, operation: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), operation)
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the {what} waited for the dead servers"))
+}
+
+/// A renewal does not wait for a server that never answers either: the lock is renewed
+/// on the two that do, while every renewal's attempt on the third waits out the connect
+/// timeout (longer than the TTL) in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_does_not_wait_for_a_dead_server() {
+    let servers: Vec<RedisServer> = (0..2)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect();
+    let dead = Proxy::with_connect_delay(servers[0].port(), Duration::from_secs(3_600)).await;
+    let mut urls = urls(&servers);
+    urls.push(dead.url());
+    let locker = Locker::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .redlock(urls)
+        .unwrap();
+    let guard = locker
+        .lock("renewed:dead")
+        .ttl(Duration::from_millis(1500))
+        .auto_renew()
+        .acquire()
+        .await
+        .unwrap();
+    // Past the acquire's own wait for the dead server, and two connect timeouts more.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut left = Vec::new();
+    for server in &servers {
+        left.push(pttl(&server.url(), "lock:{renewed:dead}").await);
+    }
+    assert!(!guard.is_lost(), "lost with 2 of 3 up; PTTLs: {left:?}");
+    assert!(left.iter().all(|left| *left > 0), "{left:?}");
+    assert!(guard.release().await.unwrap());
 }

@@ -60,8 +60,8 @@ struct Cli {
     /// Seconds the many-held-locks workload holds its locks, per size [default: 30].
     #[arg(long)]
     hold_seconds: Option<u64>,
-    /// Run only this side of the side-by-side workloads (for profiling one library;
-    /// ratios are then meaningless).
+    /// Run only this side of the side-by-side workloads (for profiling one library);
+    /// the figures of the other sides, and ratios to them, are left out.
     #[arg(long, hide = true, value_enum)]
     only: Option<sides::Side>,
     /// Internal: run the many-held-locks workload for this many locks in this process,
@@ -172,6 +172,10 @@ async fn main() {
             Workload::Semaphore => semaphore::semaphore(&bench).await,
             Workload::Cluster => cluster::cluster(&bench).await,
         };
+        let results = results
+            .into_iter()
+            .filter(|figure| cli.only.is_none_or(|only| only.measured(&figure.metric)))
+            .collect::<Vec<_>>();
         if cli.json {
             for figure in &results {
                 println!("{}", serde_json::to_string(figure).expect("plain data"));

@@ -49,6 +49,21 @@ impl Side {
         }
     }
 
+    /// Whether a figure named `metric` can have been measured when only this side ran:
+    /// it names no other side.
+    pub(crate) fn measured(self, metric: &str) -> bool {
+        const SIDES: [Side; 4] = [Side::Ours, Side::Rslock, Side::RslockFast, Side::Bare];
+        SIDES.iter().filter(|side| **side != self).all(|side| {
+            // "rslock 2ms" contains "rslock": look for that one beside this one's label.
+            let named = if self.label().contains(side.label()) {
+                metric.replace(self.label(), "").contains(side.label())
+            } else {
+                metric.contains(side.label())
+            };
+            !named
+        })
+    }
+
     /// A short tag for key names.
     fn tag(self) -> &'static str {
         match self {
@@ -240,5 +255,35 @@ impl Guard {
                 deleted == 1
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Side;
+
+    #[test]
+    fn only_one_side_keeps_the_figures_that_name_no_other() {
+        let kept = |side: Side| {
+            [
+                "ours acquire+release p50",
+                "ours / rslock p50",
+                "rslock 2ms sections/s",
+                "rslock sections/s",
+                "redis-rs alone 64 tasks, pairs/s",
+                "floor: FIFO baton in-process, no lock, sections/s",
+            ]
+            .into_iter()
+            .filter(|metric| side.measured(metric))
+            .collect::<Vec<_>>()
+        };
+        let floor = "floor: FIFO baton in-process, no lock, sections/s";
+        assert_eq!(kept(Side::Ours), ["ours acquire+release p50", floor]);
+        assert_eq!(kept(Side::Rslock), ["rslock sections/s", floor]);
+        assert_eq!(kept(Side::RslockFast), ["rslock 2ms sections/s", floor]);
+        assert_eq!(
+            kept(Side::Bare),
+            ["redis-rs alone 64 tasks, pairs/s", floor]
+        );
     }
 }

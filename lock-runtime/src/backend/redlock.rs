@@ -15,16 +15,21 @@
 //! - Their commands still go out: redis-rs drops a command whose caller went away before
 //!   its connection wrote it, so the task, not the returning caller, owns those requests.
 //!   Otherwise a lock would rest on a bare quorum and be lost at the next server's death.
-//! - A release, extend or renewal of a token sends to the servers that answered its
-//!   acquire at once, and to each slower one after its answer ([`Stragglers`]), so it
-//!   never reaches a server before that server's `SET NX`: the key would then outlive the
-//!   release for its whole TTL, or keep its first TTL after the extend. Waiting for the
-//!   answer, not relying on the order of one connection, also holds while a connection is
-//!   still being opened or reopened, when redis-rs has not queued either command yet. A
-//!   renewal sends there from a background task, so the renewal task, which renews every
-//!   lock of its runtime, never waits for a slow server; the lock counts as silent there.
+//! - A later command of a token reaches each server only after that server answered the
+//!   token's earlier commands still outstanding ([`Stragglers`]), so a release or extend
+//!   never reaches a server before that server's `SET NX` (the key would then outlive the
+//!   release for its whole TTL, or keep its first TTL after the extend), and a
+//!   `release_after` is not overtaken by the extend before it. Waiting for the answer, not
+//!   relying on the order of one connection, also holds while a connection is still being
+//!   opened or reopened, when redis-rs has not queued either command yet. A renewal sends
+//!   there from a background task, so the renewal task, which renews every lock of its
+//!   runtime, never waits for a slow server; the lock counts as silent there.
 //! - Every command after the `SET NX` is owner-checked, so one that reaches its server
 //!   late (a release after the lock went to someone else) changes nothing.
+//!
+//! A release does not leave a server its runtime is connected to behind: a background
+//! task ends with its runtime, and there the `SET NX` was sent, so an awaited release
+//! would otherwise need a flush.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -38,7 +43,7 @@ use tokio::time::Instant;
 use super::quorum::{
     Answer, decide_extend, decide_release, majority_holder, quorum, quorum_remaining, split,
 };
-use super::round::{finish_in_background, until_decided};
+use super::round::{Round, finish_in_background, missing, until_decided};
 use super::stragglers::Stragglers;
 use super::{Attempt, ExtendMode, Listener, ReleaseReport, Remaining, Renewal, Request, ops};
 use crate::driver::{Server, Timeouts};
@@ -193,12 +198,17 @@ impl Redlock {
     ///
     /// The requests still outstanding then go on in the background: an owner-checked
     /// command that reaches its server late changes nothing another owner holds. Their
-    /// answers count as silent.
+    /// answers count as silent. With `connected_too`, not before every server this
+    /// runtime is connected to answered (or timed out): a background task dies with its
+    /// runtime, so a release left to one could be lost where it is needed, on a server
+    /// that already has (or will run) the `SET NX`. Where the connection is still being
+    /// opened, nothing of this runtime's was sent yet, and nothing will be once it ends.
     async fn owner_round<T, Op, Fut>(
         &self,
         keys: &LockKeys,
         token: &str,
         limit: Duration,
+        connected_too: bool,
         operation: Op,
         decided: impl Fn(&[Option<Answer<T>>]) -> bool,
     ) -> Vec<Answer<T>>
@@ -216,23 +226,72 @@ impl Redlock {
             .enumerate()
             .map(|(index, server)| {
                 let answer = operation(server.clone(), request.clone());
-                let (server, request) = (server.clone(), request.clone());
-                let stragglers = self.stragglers.clone();
+                let server = server.clone();
+                let settled = self.stragglers.settled(&[token], index);
                 async move {
-                    stragglers.settled_on(&[&request.1], index).await;
+                    settled.await;
                     (index, bounded(&server, Some(limit), answer).await)
                 }
             })
             .collect();
+        let connected: Vec<bool> = match connected_too {
+            true => self
+                .servers
+                .iter()
+                .map(|server| server.answered_before())
+                .collect(),
+            false => Vec::new(),
+        };
+        let decided = |answers: &[Option<Answer<T>>]| {
+            let waited = connected
+                .iter()
+                .zip(answers)
+                .all(|(connected, answer)| !connected || answer.is_some());
+            waited && decided(answers)
+        };
         let round = until_decided(self.servers.len(), requests, started, None, decided).await;
-        let answers = round
-            .answers
+        let Round {
+            answers,
+            outstanding,
+        } = round;
+        self.hand_over(&[token], &answers, outstanding, limit);
+        answers
             .into_iter()
             .enumerate()
             .map(|(index, answer)| answer.unwrap_or_else(|| Err(self.undecided(index))))
-            .collect();
-        finish_in_background(round.outstanding, |_| {});
-        answers
+            .collect()
+    }
+
+    /// Lets the `outstanding` requests of a round (the servers without one of `answers`)
+    /// finish in a background task, and registers them in [`Stragglers`] for the later
+    /// commands of `tokens`.
+    fn hand_over<T, Fut>(
+        &self,
+        tokens: &[&str],
+        answers: &[Option<T>],
+        outstanding: FuturesUnordered<Fut>,
+        limit: Duration,
+    ) where
+        Fut: Future<Output = (usize, T)> + Send + 'static,
+        T: Send + 'static,
+    {
+        if outstanding.is_empty() {
+            return;
+        }
+        let bound = self.straggler_bound(limit);
+        let mut straggling =
+            self.stragglers
+                .register(tokens.iter().copied(), missing(answers), bound);
+        finish_in_background(outstanding, move |index| {
+            straggling.answered(index);
+        });
+    }
+
+    /// How long a request handed to the background may take: `limit`, plus the connect
+    /// timeout while connecting, and one more `limit` for its task to be scheduled.
+    fn straggler_bound(&self, limit: Duration) -> Duration {
+        let connect = self.servers[0].timeouts().connect;
+        limit.saturating_mul(2).saturating_add(connect)
     }
 
     /// What a server that had not answered when the others decided counts as.
@@ -282,7 +341,7 @@ impl Redlock {
             release_on(&server, &request.0, &request.1).await
         };
         let answers = self
-            .owner_round(keys, token, self.timeout(), release, |answers| {
+            .owner_round(keys, token, self.timeout(), true, release, |answers| {
                 tally(answers).is_some()
             })
             .await;
@@ -377,18 +436,12 @@ impl Redlock {
         })
         .await;
         let elapsed = started.elapsed();
-        if !round.outstanding.is_empty() {
-            // Each outstanding answer is bounded by `limit`, plus the connect timeout
-            // while connecting; and one more `limit` for its task to be scheduled.
-            let connect = self.servers[0].timeouts().connect;
-            let bound = limit.saturating_mul(2).saturating_add(connect);
-            let until = started.checked_add(bound).unwrap_or(started);
-            let mut straggling = self.stragglers.register(token, round.missing(), until);
-            finish_in_background(round.outstanding, move |index| {
-                straggling.answered(index);
-            });
-        }
-        (round.answers.into_iter().flatten().collect(), elapsed)
+        let Round {
+            answers,
+            outstanding,
+        } = round;
+        self.hand_over(&[token], &answers, outstanding, limit);
+        (answers.into_iter().flatten().collect(), elapsed)
     }
 
     /// Waiters do not queue: they hear frees on the lock's channel, on one live server
@@ -463,7 +516,7 @@ impl Redlock {
         };
         let servers = self.servers.len();
         let answers = self
-            .owner_round(keys, token, limit, extend, |answers| {
+            .owner_round(keys, token, limit, false, extend, |answers| {
                 let granted: Vec<Duration> = answers
                     .iter()
                     .flatten()
@@ -550,16 +603,21 @@ impl Redlock {
             })
         };
         let cap = Some(started + limit);
-        let round = until_decided(self.servers.len(), requests, started, cap, decided).await;
-        let per_server: Vec<Vec<Answer<Option<Duration>>>> = round
-            .answers
+        let Round {
+            answers,
+            outstanding,
+        } = until_decided(self.servers.len(), requests, started, cap, decided).await;
+        if !outstanding.is_empty() {
+            let tokens: Vec<&str> = batch.iter().map(|renewal| renewal.token).collect();
+            self.hand_over(&tokens, &answers, outstanding, limit);
+        }
+        let per_server: Vec<Vec<Answer<Option<Duration>>>> = answers
             .into_iter()
             .enumerate()
             .map(|(index, answers)| {
                 answers.unwrap_or_else(|| vec![Err(self.undecided(index)); owned.len()])
             })
             .collect();
-        finish_in_background(round.outstanding, |_| {});
         // Turn per-server lists into per-lock answers.
         let mut per_lock: Vec<Vec<Answer<Option<Duration>>>> = batch
             .iter()
@@ -586,11 +644,16 @@ impl Redlock {
         positions: &[usize],
         limit: Duration,
     ) {
-        let (server, stragglers) = (self.servers[index].clone(), self.stragglers.clone());
+        let tokens: Vec<&str> = positions.iter().map(|&lock| &*owned[lock].1).collect();
+        // After the commands before it, and before the ones after it.
+        let settled = self.stragglers.settled(&tokens, index);
+        let bound = self.straggler_bound(limit);
+        let straggling = self.stragglers.register(tokens, [index], bound);
+        let server = self.servers[index].clone();
         let (owned, positions) = (owned.clone(), positions.to_vec());
         crate::runtime::spawn_tracked(async move {
-            let tokens: Vec<&str> = positions.iter().map(|&lock| &*owned[lock].1).collect();
-            stragglers.settled_on(&tokens, index).await;
+            let _straggling = straggling;
+            settled.await;
             let renewals: Vec<Renewal<'_>> = positions
                 .iter()
                 .map(|&lock| renewal(&owned[lock]))

@@ -20,15 +20,13 @@ pub(super) struct Round<T, Fut> {
     pub(super) outstanding: FuturesUnordered<Fut>,
 }
 
-impl<T, Fut> Round<T, Fut> {
-    /// The indices of the servers that had not answered.
-    pub(super) fn missing(&self) -> impl Iterator<Item = usize> + '_ {
-        self.answers
-            .iter()
-            .enumerate()
-            .filter(|(_, answer)| answer.is_none())
-            .map(|(index, _)| index)
-    }
+/// The indices of the servers without an answer in `answers`.
+pub(super) fn missing<T>(answers: &[Option<T>]) -> impl Iterator<Item = usize> + '_ {
+    answers
+        .iter()
+        .enumerate()
+        .filter(|(_, answer)| answer.is_none())
+        .map(|(index, _)| index)
 }
 
 /// Awaits `requests` (each yields its server's index and answer, and is bounded on its
@@ -132,7 +130,7 @@ mod tests {
         // Decided at 6 ms (the third answer); the fourth came within as long again.
         assert_eq!(started.elapsed(), 12 * MS);
         assert_eq!(round.answers.iter().flatten().count(), 4);
-        assert_eq!(round.missing().collect::<Vec<_>>(), [4]);
+        assert_eq!(missing(&round.answers).collect::<Vec<_>>(), [4]);
         assert_eq!(round.outstanding.len(), 1);
     }
 
@@ -147,7 +145,7 @@ mod tests {
         let cap = Some(started + 20 * MS);
         let round = until_decided(5, answering(&[1, 1, 30, 40, 50]), started, cap, three).await;
         assert_eq!(started.elapsed(), 20 * MS);
-        assert_eq!(round.missing().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(missing(&round.answers).collect::<Vec<_>>(), [2, 3, 4]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -155,12 +153,12 @@ mod tests {
         let started = Instant::now();
         let round = until_decided(4, answering(&[0, 0, 0, 10]), started, None, three).await;
         assert_eq!(started.elapsed(), MIN_GRACE);
-        assert_eq!(round.missing().count(), 1);
+        assert_eq!(missing(&round.answers).count(), 1);
         let started = Instant::now();
         let cap = Some(started + 12 * MS);
         let round = until_decided(4, answering(&[10, 10, 10, 15]), started, cap, three).await;
         assert_eq!(started.elapsed(), 12 * MS);
-        assert_eq!(round.missing().count(), 1);
+        assert_eq!(missing(&round.answers).count(), 1);
     }
 
     #[tokio::test(start_paused = true)]

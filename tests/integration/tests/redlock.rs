@@ -16,6 +16,13 @@ fn five() -> Vec<RedisServer> {
         .collect()
 }
 
+/// Three independent servers.
+fn three() -> Vec<RedisServer> {
+    (0..3)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect()
+}
+
 fn urls(servers: &[RedisServer]) -> Vec<String> {
     servers.iter().map(RedisServer::url).collect()
 }
@@ -336,9 +343,7 @@ async fn an_extend_right_after_a_quorum_reaches_the_slower_servers() {
 /// Three servers, the third reached through connections that take `delay` to open, and a
 /// locker over them (not connected yet: its first acquire opens the connections).
 async fn third_slow_to_connect(delay: Duration) -> (Vec<RedisServer>, Locker, Proxy) {
-    let servers: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start().expect("start redis-server"))
-        .collect();
+    let servers = three();
     let slow = Proxy::with_connect_delay(servers[2].port(), delay).await;
     let mut urls = urls(&servers[..2]);
     urls.push(slow.url());
@@ -783,9 +788,7 @@ async fn a_huge_server_timeout_is_refused() {
 /// release waits for those two; their part goes on in the background.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_minority_holds_up_neither_an_extend_nor_a_release() {
-    let servers: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start().expect("start redis-server"))
-        .collect();
+    let servers = three();
     let hour = Duration::from_secs(3_600);
     let dead = [
         Proxy::with_connect_delay(servers[0].port(), hour).await,
@@ -859,4 +862,153 @@ async fn a_renewal_does_not_wait_for_a_dead_server() {
     assert!(!guard.is_lost(), "lost with 2 of 3 up; PTTLs: {left:?}");
     assert!(left.iter().all(|left| *left > 0), "{left:?}");
     assert!(guard.release().await.unwrap());
+}
+
+/// "A release that is awaited (`LockGuard::release`) needs no flush" (runtimes.md): a
+/// short-lived program awaits its release and returns, and its runtime ends. The third
+/// server hung during the acquire, with the `SET NX` in its socket. A release that left
+/// its part for that server to a background task lost it with the runtime, and the
+/// woken server kept the key for its whole TTL after a release that reported success
+/// (the sixth review). A release waits for every server its runtime is connected to.
+#[test]
+fn an_awaited_release_needs_no_flush_even_with_a_hung_minority() {
+    let servers = three();
+    let locker = Locker::builder()
+        .server_timeout(Duration::from_millis(250))
+        .redlock(urls(&servers))
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Connected, and the release script loaded on every server.
+    runtime.block_on(async {
+        let warm = locker.lock("warm-up").acquire().await.unwrap();
+        assert!(warm.release().await.unwrap());
+    });
+    servers[2].pause().unwrap();
+    let released = runtime.block_on(async {
+        let guard = locker
+            .lock("short-lived")
+            .ttl(Duration::from_secs(60))
+            .acquire()
+            .await
+            .unwrap();
+        guard.release_report().await.unwrap()
+    });
+    assert!(released.held, "{released:?}");
+    // main returns: no flush, the release was awaited.
+    drop(runtime);
+    servers[2].resume().unwrap();
+    let checker = tokio::runtime::Runtime::new().unwrap();
+    let left = checker.block_on(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut left = Vec::new();
+        for server in &servers {
+            left.push(pttl(&server.url(), "lock:{short-lived}").await);
+        }
+        left
+    });
+    assert!(
+        left.iter().all(|left| *left < 0),
+        "released (reported {released:?}), but PTTLs per server: {left:?}"
+    );
+}
+
+/// An extend to 60 s followed by `release_after(2 s)` of the same lock, right after an
+/// acquire that returned before the third server (slow to connect) answered. Both return
+/// on the two fast servers; their parts for the slow one wait for its answer in two
+/// background tasks. Woken together, they raced, and when the earlier extend landed last,
+/// that server kept the key for 60 s after `release_after` reported success (the sixth
+/// review). The later command waits for the earlier one there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_after_following_an_extend_is_not_overtaken_by_it() {
+    let servers = three();
+    let slow = Proxy::with_connect_delay(servers[2].port(), Duration::from_millis(700)).await;
+    let mut urls = urls(&servers[..2]);
+    urls.push(slow.url());
+    let mut wrong = Vec::new();
+    for round in 0..8 {
+        let locker = Locker::builder()
+            .server_timeout(Duration::from_secs(5))
+            .redlock(urls.clone())
+            .unwrap();
+        let name = format!("ext{round}");
+        let key = format!("lock:{{{name}}}");
+        let guard = locker
+            .lock(&name)
+            .ttl(Duration::from_secs(8))
+            .acquire()
+            .await
+            .unwrap();
+        guard.extend(Duration::from_secs(60)).await.unwrap();
+        assert!(guard.release_after(Duration::from_secs(2)).await.unwrap());
+        // Let the slow server's parts land.
+        eventually(Duration::from_secs(5), || async {
+            pttl(&servers[2].url(), &key).await != -2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (index, server) in servers.iter().enumerate() {
+            let left = pttl(&server.url(), &key).await;
+            if left > 2_500 {
+                wrong.push(format!("round {round}: server {index}: kept {left} ms"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The same on a runtime whose connection to the third server is still opening, with no
+/// straggling acquire: the acquire ran on another runtime, and every server answered it.
+/// The extend returns on the two others, and its request and the `release_after`'s were
+/// queued together on the opening connection, in either order (the sixth review).
+#[test]
+fn release_after_following_an_extend_on_a_connecting_runtime() {
+    let servers = three();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let slow = first.block_on(Proxy::with_connect_delay(
+        servers[2].port(),
+        Duration::from_millis(500),
+    ));
+    let mut urls = urls(&servers[..2]);
+    urls.push(slow.url());
+    let locker = Locker::builder()
+        .server_timeout(Duration::from_secs(2))
+        .redlock(urls)
+        .unwrap();
+    let mut wrong = Vec::new();
+    for round in 0..6 {
+        let name = format!("conn{round}");
+        let key = format!("lock:{{{name}}}");
+        let guard = first.block_on(async {
+            let guard = locker
+                .lock(&name)
+                .ttl(Duration::from_secs(8))
+                .acquire()
+                .await
+                .unwrap();
+            // Every server has it.
+            assert!(
+                eventually(Duration::from_secs(5), || async {
+                    pttl(&servers[2].url(), &key).await > 0
+                })
+                .await
+            );
+            guard
+        });
+        let other = tokio::runtime::Runtime::new().unwrap();
+        other.block_on(async {
+            guard.extend(Duration::from_secs(60)).await.unwrap();
+            assert!(guard.release_after(Duration::from_secs(2)).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            for (index, server) in servers.iter().enumerate() {
+                let left = pttl(&server.url(), &key).await;
+                if left > 2_500 {
+                    wrong.push(format!("round {round}: server {index}: kept {left} ms"));
+                }
+            }
+        });
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }

@@ -1012,3 +1012,71 @@ fn release_after_following_an_extend_on_a_connecting_runtime() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Mutual exclusion across processes with every early return of this backend in play:
+/// one of five servers accepts connections and never answers, another is paused and
+/// resumed while four worker processes count under the lock, and a third dies and comes
+/// back empty (after the TTL, the restart rule). Each acquire, release and renewal
+/// returns without the slower servers, whose parts go on in the background; the exact
+/// counter shows that no two sections overlapped. (With a quorum of one server, the
+/// server that came back empty lets a second worker in.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_stay_exclusive_with_a_dead_and_a_paused_server() {
+    const WORKERS: usize = 4;
+    const SECTIONS: u64 = 20;
+    let mut servers = five();
+    let counter_server = RedisServer::start().unwrap();
+    let dead = Proxy::with_connect_delay(servers[4].port(), Duration::from_secs(3_600)).await;
+    let mut urls = urls(&servers[..4]);
+    urls.push(dead.url());
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_lock-worker"))
+                .args([
+                    "redlock-count",
+                    &counter_server.url(),
+                    "shared",
+                    "counter",
+                    &SECTIONS.to_string(),
+                ])
+                .env("REDIS_URLS", urls.join(","))
+                .env("LOCK_SERVER_TIMEOUT", "100ms")
+                .env_remove("REDIS_URL")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Paused and resumed for as long as the workers run.
+    let started = Instant::now();
+    let mut workers = workers;
+    let mut pauses = 0;
+    while workers
+        .iter_mut()
+        .any(|worker| worker.try_wait().unwrap().is_none())
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        servers[1].pause().unwrap();
+        pauses += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        servers[1].resume().unwrap();
+        match pauses {
+            2 => servers[3].stop(),
+            6 => servers[3].restart().unwrap(),
+            _ => {}
+        }
+    }
+    eprintln!("{pauses} pauses in {:?}", started.elapsed());
+    assert!(
+        pauses >= 2,
+        "the workers finished before the server was paused twice"
+    );
+    for mut worker in workers {
+        let status = tokio::task::spawn_blocking(move || worker.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "a worker failed: {status}");
+    }
+    let mut counter = Counter::redis(&counter_server.url(), "counter").await;
+    assert_eq!(counter.get().await, WORKERS as u64 * SECTIONS);
+}

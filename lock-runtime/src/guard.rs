@@ -344,7 +344,8 @@ impl Drop for LockGuard {
         let lock = self.handle.lock.clone();
         // No longer this task's to re-enter: a new request waits for the release below.
         lock.give_up();
-        let spawned = crate::runtime::spawn_tracked(async move {
+        let tracker = lock.backend().tracker().clone();
+        let spawned = tracker.spawn(async move {
             let outcome = match pending {
                 Pending::KeepUntil(until) => {
                     let left = until.saturating_duration_since(Instant::now());

@@ -337,7 +337,8 @@ impl Drop for Leadership {
         // No longer this task's: a new campaign of it waits for the resignation below.
         guard.give_up();
         // The guard's own drop releases when no runtime is here to resign.
-        let _ = crate::runtime::spawn_tracked(async move {
+        let tracker = locker.backend().tracker().clone();
+        let _ = tracker.spawn(async move {
             let _ = guard.release().await;
             let _ = announce(&locker, handle, Announcement::Resigned(epoch)).await;
         });

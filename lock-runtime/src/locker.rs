@@ -241,9 +241,10 @@ impl Locker {
     }
 
     /// Waits until the releases that dropped guards (and the clean-ups that cancelled
-    /// requests) started in the background have finished, at most twice the command
-    /// timeout; returns whether they all did. It waits for those of every locker in the
-    /// process, not only this one's.
+    /// requests, and on Redlock the slower servers' parts of operations that returned
+    /// without them) started in the background have finished, at most twice the command
+    /// timeout; returns whether they all did. It waits for those of this locker and its
+    /// clones only.
     ///
     /// A guard's `Drop` cannot wait: it spawns the release on the current runtime. A
     /// short-lived program (a job in `#[tokio::main]`) whose runtime ends right after
@@ -262,7 +263,7 @@ impl Locker {
     /// ```
     pub async fn flush(&self) -> bool {
         let limit = self.inner.backend.command_timeout().saturating_mul(2);
-        crate::runtime::settled(limit).await
+        self.inner.backend.tracker().settled(limit).await
     }
 
     /// The key prefix (default `lock:`).

@@ -3,6 +3,7 @@
 //! default locker, a service drops its runtime at shutdown).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -23,50 +24,54 @@ where
     }
 }
 
-/// Background work not finished yet (releases by dropped guards, clean-ups of cancelled
-/// requests), in the whole process.
-static PENDING: AtomicUsize = AtomicUsize::new(0);
-
-/// Woken when `PENDING` drops to zero.
-static SETTLED: Notify = Notify::const_new();
+/// One locker's background work not finished yet (releases by dropped guards, clean-ups
+/// of cancelled requests, the slower Redlock servers' parts), for `Locker::flush`.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    pending: AtomicUsize,
+    /// Woken when `pending` drops to zero.
+    settled: Notify,
+}
 
 /// Counts one piece of background work until dropped (finished, or dropped with its
 /// runtime).
-struct Pending;
+struct Pending(Arc<Tracker>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if PENDING.fetch_sub(1, Ordering::AcqRel) == 1 {
-            SETTLED.notify_waiters();
+        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.settled.notify_waiters();
         }
     }
 }
 
-/// [`spawn`], counted until it finishes, for [`settled`].
-pub(crate) fn spawn_tracked<F>(future: F) -> bool
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    PENDING.fetch_add(1, Ordering::AcqRel);
-    let pending = Pending;
-    spawn(async move {
-        let _pending = pending;
-        future.await;
-    })
-}
+impl Tracker {
+    /// [`spawn`], counted until it finishes, for [`Tracker::settled`].
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let pending = Pending(self.clone());
+        spawn(async move {
+            let _pending = pending;
+            future.await;
+        })
+    }
 
-/// Waits until no tracked background work is left, at most `limit`; whether none is.
-pub(crate) async fn settled(limit: Duration) -> bool {
-    let wait = async {
-        loop {
-            let settled = SETTLED.notified();
-            if PENDING.load(Ordering::Acquire) == 0 {
-                return;
+    /// Waits until none of this tracker's work is left, at most `limit`; whether none is.
+    pub(crate) async fn settled(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let settled = self.settled.notified();
+                if self.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                settled.await;
             }
-            settled.await;
-        }
-    };
-    tokio::time::timeout(limit, wait).await.is_ok()
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
 }
 
 /// Alive while the runtime it was created on runs: a task on that runtime holds the other

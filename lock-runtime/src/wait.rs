@@ -112,7 +112,7 @@ impl Drop for Cleanup<'_> {
         };
         let backend = self.backend.clone();
         let keys = self.keys.clone();
-        crate::runtime::spawn_tracked(async move {
+        self.backend.tracker().spawn(async move {
             match backend.release(&keys, &token).await {
                 Ok(report) => tracing::debug!(
                     name: "lock.cleanup",

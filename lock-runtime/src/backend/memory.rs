@@ -20,12 +20,15 @@ use crate::key::LockKeys;
 use crate::notify::Notifications;
 use crate::queue::memory::Queue;
 use crate::queue::{Handoff, Inbox, QueueSpec};
+use crate::runtime::Tracker;
 
 /// Locks in this process's memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryBackend {
     state: Mutex<State>,
     notifications: Arc<Notifications>,
+    /// This locker's background work, for `Locker::flush`.
+    pub(super) tracker: Arc<Tracker>,
 }
 
 #[derive(Debug, Default)]

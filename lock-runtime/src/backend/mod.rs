@@ -12,12 +12,14 @@ mod round;
 mod stragglers;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::LockError;
 use crate::key::LockKeys;
 use crate::notify::{Announcement, Registration};
 use crate::queue::{Inbox, QueueSpec};
+use crate::runtime::Tracker;
 
 /// One acquire attempt: set the lock's key to `token` for `ttl` if it is free (with a
 /// fencing token when `fencing`).
@@ -166,6 +168,15 @@ macro_rules! dispatch {
 }
 
 impl Backend {
+    /// This backend's (so its locker's) background work, for `Locker::flush`.
+    pub(crate) fn tracker(&self) -> &Arc<Tracker> {
+        match self {
+            Self::Redis(backend) => &backend.tracker,
+            Self::Redlock(backend) => &backend.tracker,
+            Self::Memory(backend) => &backend.tracker,
+        }
+    }
+
     /// One atomic attempt.
     pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
         dispatch!(self.acquire(request))

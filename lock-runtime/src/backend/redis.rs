@@ -8,6 +8,7 @@
 //! the whole cluster); renewals are batched per slot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -18,6 +19,7 @@ pub(crate) use crate::driver::Timeouts;
 use crate::driver::Tls;
 use crate::key::LockKeys;
 use crate::queue::{self, Inbox, QueueSpec, Reply};
+use crate::runtime::Tracker;
 use crate::scripts::{ACQUIRE_FENCED, Eval};
 use crate::{LockError, millis};
 
@@ -26,6 +28,8 @@ use crate::{LockError, millis};
 pub(crate) struct RedisBackend {
     server: Server,
     cluster: bool,
+    /// This locker's background work, for `Locker::flush`.
+    pub(super) tracker: Arc<Tracker>,
 }
 
 /// Slots renewed at once on a Cluster (each slot's locks in one script call).
@@ -37,6 +41,7 @@ impl RedisBackend {
         Self {
             server: Server::single(client, prefix, timeouts),
             cluster: false,
+            tracker: Arc::default(),
         }
     }
 
@@ -51,6 +56,7 @@ impl RedisBackend {
         Ok(Self {
             server: Server::sentinel(master, sentinels, tls, prefix, timeouts)?,
             cluster: false,
+            tracker: Arc::default(),
         })
     }
 
@@ -63,6 +69,7 @@ impl RedisBackend {
         Self {
             server: Server::shared(manager, prefix, timeouts),
             cluster: false,
+            tracker: Arc::default(),
         }
     }
 
@@ -76,6 +83,7 @@ impl RedisBackend {
         Self {
             server: Server::cluster(nodes, tls, prefix, timeouts),
             cluster: true,
+            tracker: Arc::default(),
         }
     }
 

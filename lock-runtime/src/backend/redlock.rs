@@ -50,6 +50,7 @@ use crate::driver::{Server, Timeouts};
 use crate::error::ServerFailure;
 use crate::key::LockKeys;
 use crate::queue::Inbox;
+use crate::runtime::Tracker;
 use crate::scripts::{Eval, RELEASE_FREE};
 use crate::{LockError, millis};
 
@@ -80,6 +81,8 @@ pub(crate) struct Redlock {
     /// Fixed per-server timeout; `None`: 1% of the TTL, clamped to 5-50 ms.
     server_timeout: Option<Duration>,
     stragglers: Arc<Stragglers>,
+    /// This locker's background work, for `Locker::flush`.
+    pub(super) tracker: Arc<Tracker>,
 }
 
 impl Redlock {
@@ -116,6 +119,7 @@ impl Redlock {
             servers,
             server_timeout,
             stragglers: Arc::default(),
+            tracker: Arc::default(),
         })
     }
 
@@ -282,7 +286,7 @@ impl Redlock {
         let mut straggling =
             self.stragglers
                 .register(tokens.iter().copied(), missing(answers), bound);
-        finish_in_background(outstanding, move |index| {
+        finish_in_background(&self.tracker, outstanding, move |index| {
             straggling.answered(index);
         });
     }
@@ -651,7 +655,7 @@ impl Redlock {
         let straggling = self.stragglers.register(tokens, [index], bound);
         let server = self.servers[index].clone();
         let (owned, positions) = (owned.clone(), positions.to_vec());
-        crate::runtime::spawn_tracked(async move {
+        self.tracker.spawn(async move {
             let _straggling = straggling;
             settled.await;
             let renewals: Vec<Renewal<'_>> = positions
@@ -873,6 +877,7 @@ mod tests {
             servers: Vec::new(),
             server_timeout: None,
             stragglers: Arc::default(),
+            tracker: Arc::default(),
         };
         let refused = redlock.refuse_ttl(Duration::from_millis(3)).unwrap();
         assert!(refused.contains("at least 8 ms"), "{refused}");

@@ -4,11 +4,14 @@
 //! minority never holds up an operation that the others decided.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
+
+use crate::runtime::Tracker;
 
 /// The least time a decided round still waits for the other servers.
 pub(super) const MIN_GRACE: Duration = Duration::from_millis(1);
@@ -73,9 +76,10 @@ where
     }
 }
 
-/// Lets `outstanding` requests finish in a background task (counted by `Locker::flush`),
-/// calling `answered` with each server's index as it answers.
+/// Lets `outstanding` requests finish in a background task (counted by `tracker`, for
+/// `Locker::flush`), calling `answered` with each server's index as it answers.
 pub(super) fn finish_in_background<T, Fut>(
+    tracker: &Arc<Tracker>,
     mut outstanding: FuturesUnordered<Fut>,
     mut answered: impl FnMut(usize) + Send + 'static,
 ) where
@@ -85,7 +89,7 @@ pub(super) fn finish_in_background<T, Fut>(
     if outstanding.is_empty() {
         return;
     }
-    crate::runtime::spawn_tracked(async move {
+    tracker.spawn(async move {
         while let Some((index, _)) = outstanding.next().await {
             answered(index);
         }
@@ -94,7 +98,6 @@ pub(super) fn finish_in_background<T, Fut>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -173,7 +176,7 @@ mod tests {
         .await;
         let finished = Arc::new(AtomicUsize::new(usize::MAX));
         let seen = finished.clone();
-        finish_in_background(round.outstanding, move |index| {
+        finish_in_background(&Arc::default(), round.outstanding, move |index| {
             seen.store(index, Ordering::SeqCst);
         });
         tokio::time::sleep(Duration::from_secs(1)).await;

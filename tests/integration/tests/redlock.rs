@@ -1080,3 +1080,33 @@ async fn four_processes_stay_exclusive_with_a_dead_and_a_paused_server() {
     let mut counter = Counter::redis(&counter_server.url(), "counter").await;
     assert_eq!(counter.get().await, WORKERS as u64 * SECTIONS);
 }
+
+/// `flush` waits for its own locker's background work only. It used to wait for every
+/// locker's in the process: with a Redlock locker whose dead server keeps background work
+/// alive for the connect timeout, another locker's flush ran out and returned `false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_waits_for_its_own_lockers_background_work_only() {
+    let servers = three();
+    let dead = Proxy::with_connect_delay(servers[2].port(), Duration::from_secs(3_600)).await;
+    let mut redlock_urls = urls(&servers[..2]);
+    redlock_urls.push(dead.url());
+    let redlock = Locker::builder()
+        .connect_timeout(Duration::from_secs(20))
+        .command_timeout(Duration::from_millis(500))
+        .redlock(redlock_urls)
+        .unwrap();
+    // Its dead server's part of this acquire goes on in the background for 20 s.
+    let held = redlock.lock("slow").acquire().await.unwrap();
+    let other = Locker::builder()
+        .command_timeout(Duration::from_millis(500))
+        .redis(&servers[0].url())
+        .unwrap();
+    drop(other.lock("dropped").acquire().await.unwrap());
+    assert!(other.flush().await, "the other locker's work held it up");
+    assert!(!other.is_locked("dropped").await.unwrap());
+    assert!(
+        !redlock.flush().await,
+        "its own background work is still going on"
+    );
+    drop(held);
+}

@@ -333,28 +333,15 @@ impl Redlock {
         token: &str,
     ) -> (Option<bool>, Vec<Answer<bool>>) {
         let servers = self.servers.len();
-        let tally = |answers: &[Option<Answer<bool>>]| {
-            let held = answers
-                .iter()
-                .filter(|a| matches!(a, Some(Ok(true))))
-                .count();
-            let silent = answers.iter().filter(|a| !matches!(a, Some(Ok(_)))).count();
-            decide_release(servers, held, silent)
-        };
         let release = |server: Arc<Server>, request: Arc<(LockKeys, String)>| async move {
             release_on(&server, &request.0, &request.1).await
         };
         let answers = self
             .owner_round(keys, token, self.timeout(), true, release, |answers| {
-                tally(answers).is_some()
+                release_outcome(servers, answers.iter().map(Option::as_ref)).is_some()
             })
             .await;
-        let outcome = decide_release(
-            servers,
-            answers.iter().filter(|a| matches!(a, Ok(true))).count(),
-            answers.iter().filter(|a| a.is_err()).count(),
-        );
-        (outcome, answers)
+        (release_outcome(servers, answers.iter().map(Some)), answers)
     }
 
     pub(crate) async fn acquire(&self, request: Request<'_>) -> Result<Attempt, LockError> {
@@ -363,19 +350,34 @@ impl Redlock {
         } = request;
         let limit = self.timeout_for(ttl);
         let started = Instant::now();
-        let (answers, elapsed) = self
-            .acquire_until_quorum(keys, token, ttl, limit, started)
+        // Returns once a quorum granted or refused: a hung or far server costs the
+        // acquire about the quorum's time again instead of its per-server timeout. The
+        // slower servers' `SET NX` goes on in the background (see `owner_round`).
+        let quorum = self.quorum();
+        let acquire = |server: Arc<Server>, request: Arc<(LockKeys, String)>| async move {
+            acquire_on(&server, &request.0, &request.1, ttl).await
+        };
+        let answers = self
+            .owner_round(keys, token, limit, false, acquire, |answers| {
+                let said = |granted: bool| {
+                    let said = |answer: &&Option<Answer<(bool, Remaining)>>| {
+                        matches!(answer, Some(Ok((won, _))) if *won == granted)
+                    };
+                    answers.iter().filter(said).count()
+                };
+                said(true) >= quorum || said(false) >= quorum
+            })
             .await;
-        let missing = self.servers.len() - answers.len();
+        let elapsed = started.elapsed();
         let (attempts, failures) = split(answers);
         let granted = attempts.iter().filter(|(won, _)| *won).count();
         let validity = ttl.checked_sub(elapsed + self.drift(ttl));
         if granted >= self.quorum() && validity.is_some_and(|left| !left.is_zero()) {
             return Ok(Attempt::Won { fence: None });
         }
-        if granted > 0 || !failures.is_empty() || missing > 0 {
-            // Failures too: a server that timed out may have set the key; and so may the
-            // ones that had not answered yet.
+        if granted > 0 || !failures.is_empty() {
+            // Failures too: a server that timed out, or had not answered yet, may have
+            // set the key.
             self.release_everywhere(keys, token).await;
         }
         if attempts.len() < self.quorum() {
@@ -394,58 +396,6 @@ impl Redlock {
             },
             at_us: None,
         })
-    }
-
-    /// Sends the acquire to every server at once, each bounded by `limit`, and returns the
-    /// answers (with the time since `started`) once every server answered, or once a
-    /// quorum granted or refused and the others had as long again ([`until_decided`]).
-    /// The answers still outstanding then are awaited by a background task, registered in
-    /// [`Stragglers`] for the later commands of `token`.
-    ///
-    /// A hung or far server costs the acquire about the quorum's time again instead of its
-    /// per-server timeout.
-    async fn acquire_until_quorum(
-        &self,
-        keys: &LockKeys,
-        token: &str,
-        ttl: Duration,
-        limit: Duration,
-        started: Instant,
-    ) -> (Vec<Answer<(bool, Remaining)>>, Duration) {
-        // Owned, so that the outstanding requests can outlive this call.
-        let request = Arc::new((keys.clone(), token.to_owned()));
-        let requests: FuturesUnordered<_> = self
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(index, server)| {
-                let (server, request) = (server.clone(), request.clone());
-                async move {
-                    let (keys, token) = &*request;
-                    let answer =
-                        bounded(&server, Some(limit), acquire_on(&server, keys, token, ttl)).await;
-                    (index, answer)
-                }
-            })
-            .collect();
-        let quorum = self.quorum();
-        let round = until_decided(self.servers.len(), requests, started, None, |answers| {
-            let count = |granted: bool| {
-                let said = |answer: &&Option<Answer<(bool, Remaining)>>| {
-                    matches!(answer, Some(Ok((won, _))) if *won == granted)
-                };
-                answers.iter().filter(said).count()
-            };
-            count(true) >= quorum || count(false) >= quorum
-        })
-        .await;
-        let elapsed = started.elapsed();
-        let Round {
-            answers,
-            outstanding,
-        } = round;
-        self.hand_over(&[token], &answers, outstanding, limit);
-        (answers.into_iter().flatten().collect(), elapsed)
     }
 
     /// Waiters do not queue: they hear frees on the lock's channel, on one live server
@@ -809,6 +759,20 @@ async fn renew_on(
             .collect(),
         Err(missing) => renewals.iter().map(|_| Err(missing.clone())).collect(),
     }
+}
+
+/// A release's outcome from the servers' answers so far (`None`: not answered yet, as
+/// silent as a failure), as [`decide_release`].
+fn release_outcome<'a>(
+    servers: usize,
+    answers: impl Iterator<Item = Option<&'a Answer<bool>>> + Clone,
+) -> Option<bool> {
+    let held = answers
+        .clone()
+        .filter(|a| matches!(a, Some(Ok(true))))
+        .count();
+    let silent = answers.filter(|a| !matches!(a, Some(Ok(_)))).count();
+    decide_release(servers, held, silent)
 }
 
 /// One server's release: owner-checked delete that announces the free.

@@ -276,6 +276,15 @@ async fn pttl(url: &str, key: &str) -> i64 {
     query(url, redis::cmd("PTTL").arg(key)).await
 }
 
+/// `key`'s PTTL on each of `servers`.
+async fn pttls(servers: &[RedisServer], key: &str) -> Vec<i64> {
+    let mut left = Vec::with_capacity(servers.len());
+    for server in servers {
+        left.push(pttl(&server.url(), key).await);
+    }
+    left
+}
+
 /// An extend (and a release with a minimum hold, which is one) right after an acquire
 /// that returned on the quorum also reaches the slower servers after their answers:
 /// otherwise, while their connections open, it can reach them before their `SET NX`, and
@@ -371,10 +380,7 @@ async fn a_slow_to_connect_minority_does_not_delay_the_renewal_on_the_majority()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut left = Vec::new();
-    for server in &servers {
-        left.push(pttl(&server.url(), "lock:{renewed}").await);
-    }
+    let left = pttls(&servers, "lock:{renewed}").await;
     assert!(!guard.is_lost(), "lost with 2 of 3 up; PTTLs: {left:?}");
     assert!(left[..2].iter().all(|left| *left > 0), "{left:?}");
     assert!(guard.release().await.unwrap());
@@ -404,10 +410,7 @@ async fn one_undecided_renewal_does_not_hold_up_the_others() {
         .unwrap();
     let _: i64 = query(&servers[1].url(), redis::cmd("DEL").arg("lock:{gone}")).await;
     tokio::time::sleep(Duration::from_millis(2300).saturating_sub(started.elapsed())).await;
-    let mut left = Vec::new();
-    for server in &servers[..2] {
-        left.push(pttl(&server.url(), "lock:{other}").await);
-    }
+    let left = pttls(&servers[..2], "lock:{other}").await;
     assert!(!other.is_lost(), "PTTLs of the other lock: {left:?}");
     assert!(left.iter().all(|left| *left > 0), "{left:?}");
     drop(gone);
@@ -855,10 +858,7 @@ async fn a_renewal_does_not_wait_for_a_dead_server() {
         .unwrap();
     // Past the acquire's own wait for the dead server, and two connect timeouts more.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let mut left = Vec::new();
-    for server in &servers {
-        left.push(pttl(&server.url(), "lock:{renewed:dead}").await);
-    }
+    let left = pttls(&servers, "lock:{renewed:dead}").await;
     assert!(!guard.is_lost(), "lost with 2 of 3 up; PTTLs: {left:?}");
     assert!(left.iter().all(|left| *left > 0), "{left:?}");
     assert!(guard.release().await.unwrap());
@@ -903,11 +903,7 @@ fn an_awaited_release_needs_no_flush_even_with_a_hung_minority() {
     let checker = tokio::runtime::Runtime::new().unwrap();
     let left = checker.block_on(async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut left = Vec::new();
-        for server in &servers {
-            left.push(pttl(&server.url(), "lock:{short-lived}").await);
-        }
-        left
+        pttls(&servers, "lock:{short-lived}").await
     });
     assert!(
         left.iter().all(|left| *left < 0),
